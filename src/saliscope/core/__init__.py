@@ -1,0 +1,4 @@
+"""Core abstractions: targets, explanations, model-state guards, chunked evaluation, cost accounting.
+
+Imports nothing else from saliscope.
+"""

@@ -1,0 +1,113 @@
+"""Run many rows of work (noise samples, path steps, perturbations) in memory-bounded chunks.
+
+The chunk size comes from a memory budget divided by what one row costs. What one row costs is measured,
+not guessed: the first chunk runs a single row while a ``saved_tensors_hooks`` pair adds up the bytes
+autograd keeps for the backward pass. The figure is cached per input shape, so later calls skip it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+_ENV_BUDGET = "SALISCOPE_MEMORY_BUDGET_MB"
+# On a CPU, throughput stops improving long before memory runs out: big batches spill out of cache and
+# fault in fresh pages on every call. A few hundred MiB of activations per chunk measured fastest
+# (bench/bench_gradients.py); on a GPU we use a share of what is free.
+_CPU_BUDGET_BYTES = 384 * 2**20
+_GPU_FREE_SHARE = 0.4
+
+
+def default_budget(device: torch.device) -> int:
+    """Bytes of activations one chunk may hold on ``device`` (env ``SALISCOPE_MEMORY_BUDGET_MB`` overrides)."""
+    if os.environ.get(_ENV_BUDGET):
+        return int(float(os.environ[_ENV_BUDGET]) * 2**20)
+    if device.type == "cuda" and torch.cuda.is_available():
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * _GPU_FREE_SHARE)
+    return _CPU_BUDGET_BYTES
+
+
+class _SavedBytes:
+    """Counts the bytes autograd saves for backward, once per storage, ignoring frozen parameters."""
+
+    def __init__(self, exclude: set[int]) -> None:
+        self.total = 0
+        self._seen: set[int] = set(exclude)
+
+    def pack(self, tensor: Tensor) -> Tensor:
+        ptr = tensor.untyped_storage().data_ptr() if tensor.device.type != "meta" else id(tensor)
+        if ptr not in self._seen:
+            self._seen.add(ptr)
+            self.total += tensor.untyped_storage().nbytes()
+        return tensor
+
+    @staticmethod
+    def unpack(tensor: Tensor) -> Tensor:
+        return tensor
+
+
+@dataclass
+class Chunker:
+    """Plans chunk spans over ``n_rows`` rows of work.
+
+    ``chunk_size`` fixes the rows per chunk; otherwise ``memory_budget`` bytes (default: per device)
+    divided by the measured bytes per row decides. Use :meth:`spans` and run each span's work in order.
+    """
+
+    chunk_size: int | None = None
+    memory_budget: int | None = None
+    _bytes_per_row: dict[tuple[object, ...], int] = field(default_factory=dict, repr=False)
+
+    def spans(
+        self,
+        n_rows: int,
+        *,
+        key: tuple[object, ...],
+        device: torch.device,
+        params: list[Tensor] | None = None,
+    ) -> Iterator[tuple[int, int]]:
+        """Yield ``(start, stop)`` spans covering ``range(n_rows)``.
+
+        When the cost per row for ``key`` is unknown, the first span is a single row run under a
+        saved-tensor counter (the consumer's work for that span runs while this generator is suspended
+        inside the counting block).
+        """
+        if n_rows <= 0:
+            return
+        if self.chunk_size is not None:
+            size = max(1, int(self.chunk_size))
+            for start in range(0, n_rows, size):
+                yield start, min(n_rows, start + size)
+            return
+        start = 0
+        if key not in self._bytes_per_row:
+            counter = _SavedBytes({p.untyped_storage().data_ptr() for p in (params or [])})
+            with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
+                yield 0, 1
+            self._bytes_per_row[key] = max(counter.total, 1)
+            start = 1
+        budget = self.memory_budget if self.memory_budget is not None else default_budget(device)
+        size = max(1, budget // self._bytes_per_row[key])
+        # Even out the chunks: 50 rows at 32 per chunk run better as 25 + 25 than 32 + 18.
+        remaining = n_rows - start
+        if remaining > 0:
+            n_chunks = -(-remaining // size)
+            size = -(-remaining // n_chunks)
+        while start < n_rows:
+            stop = min(n_rows, start + size)
+            yield start, stop
+            start = stop
+
+    def rows_per_chunk(self, key: tuple[object, ...], device: torch.device) -> int | None:
+        """The planned rows per chunk for ``key`` if known (used by wrappers to size their batches)."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        if key not in self._bytes_per_row:
+            return None
+        budget = self.memory_budget if self.memory_budget is not None else default_budget(device)
+        return max(1, budget // self._bytes_per_row[key])

@@ -1,0 +1,180 @@
+"""The one abstraction every method shares: ``explain(x, target) -> Explanation``."""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..core.chunking import Chunker
+from ..core.cost import CostMeter
+from ..core.errors import InputError, TargetError
+from ..core.explanation import Explanation
+from ..core.model_state import explaining, model_device, model_dtype
+from ..core.targets import BoundTarget, Target, TargetLike, as_target
+from ..core.validation import check_batch, check_finite_attributions
+
+Precision = Literal["auto", "float32", "float64"]
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+@dataclass
+class Attribution:
+    """What a method's :meth:`Explainer._attribute` hands back to :meth:`Explainer.explain`."""
+
+    attributions: Tensor
+    scores: Tensor | None = None
+    completeness_gap: Tensor | None = None
+    extras: dict[str, Tensor] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # per-call parameters, e.g. the seed drawn
+
+
+class Explainer(ABC):
+    """Base class: subclasses implement :meth:`_attribute`; :meth:`explain` does everything around it.
+
+    Around every call it: checks the batch, turns the user's target into a target object, puts the model
+    in eval mode with frozen parameters (restored afterwards, also on error), resolves the target against
+    the clean output when needed, meters passes / time / memory, and rejects NaN or Inf attributions.
+
+    Args:
+        model: any ``nn.Module`` mapping ``(B, C, H, W)`` to ``(B, num_classes)`` scores.
+        chunk_size: rows of work per model call; default chosen from ``memory_budget``.
+        memory_budget: bytes of activations per chunk; default per device (see ``core.chunking``).
+        precision: ``"auto"`` computes half / bfloat16 models in float32 (on a converted copy, made
+            once), other models in their own dtype; ``"float32"`` / ``"float64"`` force a dtype.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        chunk_size: int | None = None,
+        memory_budget: int | None = None,
+        precision: Precision = "auto",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise InputError(f"expected an nn.Module, got {type(model).__name__}", "pass the model itself")
+        if chunk_size is not None and chunk_size < 1:
+            raise InputError(f"chunk_size must be >= 1, got {chunk_size}", "omit it to choose automatically")
+        if precision not in ("auto", "float32", "float64"):
+            raise InputError(f"unknown precision {precision!r}", "use 'auto', 'float32' or 'float64'")
+        self.model = model
+        self.precision: Precision = precision
+        self.chunker = Chunker(chunk_size=chunk_size, memory_budget=memory_budget)
+        self._converted: nn.Module | None = None
+
+    # -- what subclasses provide -------------------------------------------------------------------
+    @abstractmethod
+    def _attribute(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> Attribution:
+        """Attributions ``(B, C|1, H, W)`` for a prepared batch ``x`` (compute dtype, model device)."""
+
+    def params(self) -> dict[str, Any]:
+        """The method's parameters, JSON-friendly; recorded in every Explanation."""
+        return {"precision": self.precision, "chunk_size": self.chunker.chunk_size}
+
+    @property
+    def rows_per_sample(self) -> int:
+        """Model evaluations per input sample (IG: its steps); wrappers use it to size their chunks."""
+        return 1
+
+    def chunk_key(self, x: Tensor) -> tuple[object, ...]:
+        """What the measured cost of one row depends on: the kind of pass, the sample shape, dtype, device."""
+        return ("autograd", tuple(x.shape[1:]), x.dtype, x.device.type)
+
+    def samples_per_chunk(self, x: Tensor) -> int | None:
+        """How many input samples fit one chunk of this method, once a row's cost is known."""
+        rows = self.chunker.rows_per_chunk(self.chunk_key(x), x.device)
+        return None if rows is None else max(1, rows // self.rows_per_sample)
+
+    # -- the public verb ---------------------------------------------------------------------------
+    def explain(self, x: Tensor, target: TargetLike = None) -> Explanation:
+        """Explain a batch.
+
+        Args:
+            x: ``(B, C, H, W)`` preprocessed batch; it is never modified.
+            target: a :class:`~saliscope.Target`, a class index, a label name, ``"predicted"`` or None
+                (the predicted class), or one index per sample.
+
+        Returns:
+            An :class:`~saliscope.Explanation` with attributions on ``x``'s device.
+        """
+        x = check_batch(x)
+        target_obj = as_target(target, labels=getattr(self.model, "labels", None))
+        net = self.compute_model()
+        device = model_device(net)
+        with explaining(self.model), explaining(net), CostMeter(device) as meter:
+            xin = x.detach().to(device=device, dtype=self.compute_dtype(x))
+            bound, scores = self._bind(net, xin, target_obj, meter)
+            result = self._attribute(net, xin, bound, meter)
+        assert meter.cost is not None
+        attributions = result.attributions.detach().to(x.device)
+        check_finite_attributions(attributions, self.name)
+        return Explanation(
+            attributions=attributions,
+            target=bound,
+            method=self.name,
+            params=MappingProxyType({**self.params(), **result.params}),
+            cost=meter.cost,
+            scores=_to(result.scores if result.scores is not None else scores, x.device),
+            completeness_gap=_to(result.completeness_gap, x.device),
+            extras=MappingProxyType({k: v.detach().to(x.device) for k, v in result.extras.items()}),
+        )
+
+    # -- shared machinery --------------------------------------------------------------------------
+    def compute_dtype(self, x: Tensor) -> torch.dtype:
+        if self.precision == "float64":
+            return torch.float64
+        if self.precision == "float32":
+            return torch.float32
+        dtype = model_dtype(self.model)
+        if dtype is None or dtype in _LOW_PRECISION:
+            return torch.float32
+        return dtype
+
+    def compute_model(self) -> nn.Module:
+        """The model itself, or a copy converted to the compute dtype (made once, then reused)."""
+        dtype = model_dtype(self.model)
+        wanted = {"float32": torch.float32, "float64": torch.float64}.get(self.precision)
+        if wanted is None:
+            wanted = torch.float32 if dtype in _LOW_PRECISION else dtype
+        if dtype is None or dtype == wanted:
+            return self.model
+        if self._converted is None:
+            # A converted copy keeps the user's model untouched; its state is guarded like the original.
+            self._converted = copy.deepcopy(self.model).to(wanted)
+        return self._converted
+
+    def _bind(
+        self, net: nn.Module, x: Tensor, target: Target | BoundTarget, meter: CostMeter
+    ) -> tuple[BoundTarget, Tensor | None]:
+        batch = int(x.shape[0])
+        if isinstance(target, BoundTarget):
+            if target.batch_size != batch:
+                raise TargetError(
+                    f"the target is bound to {target.batch_size} samples, the batch has {batch}",
+                    "bind the target to this batch or pass an unbound target",
+                )
+            return target, None
+        if not target.needs_output:
+            return target.bind(None, batch), None
+        with torch.no_grad():
+            output = net(x)
+        meter.forward(batch)
+        bound = target.bind(output, batch)
+        return bound, bound(output).detach()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _to(t: Tensor | None, device: torch.device) -> Tensor | None:
+    return None if t is None else t.detach().to(device)
+
