@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
 from .core.errors import MethodError
-from .methods.base import Explainer
+from .methods.base import Explainer, Precision
 from .methods.gradient import Gradient, GradientXInput
 from .methods.guided_backprop import GuidedBackprop
 from .methods.integrated_gradients import IntegratedGradients
@@ -29,6 +30,11 @@ class MethodOptions:
     n_steps: int = 32
     baseline: str | None = None  # None: black when the model carries its normalisation, else zero
     chunk_size: int | None = None
+    precision: Precision = "auto"
+
+    def common(self) -> dict[str, Any]:
+        """Keyword arguments every explainer takes."""
+        return {"chunk_size": self.chunk_size, "precision": self.precision}
 
 
 @dataclass(frozen=True)
@@ -77,21 +83,21 @@ def create(name: str, model: nn.Module, options: MethodOptions | None = None) ->
 
 def _smooth(mode: str) -> Callable[[nn.Module, MethodOptions], Explainer]:
     def build(model: nn.Module, o: MethodOptions) -> Explainer:
-        inner = Gradient(model, chunk_size=o.chunk_size)
+        inner = Gradient(model, **o.common())
         return SmoothGrad(inner, n_samples=o.n_samples, sigma=o.sigma, mode=mode, seed=o.seed)  # type: ignore[arg-type]
 
     return build
 
 
 register(MethodSpec("gradient", "Gradient", "vanilla gradient (Simonyan 2014)",
-                    lambda m, o: Gradient(m, chunk_size=o.chunk_size)))
+                    lambda m, o: Gradient(m, **o.common())))
 register(MethodSpec("gradient-x-input", "Gradient × Input", "gradient times input (Shrikumar 2016)",
-                    lambda m, o: GradientXInput(m, chunk_size=o.chunk_size)))
+                    lambda m, o: GradientXInput(m, **o.common())))
 register(MethodSpec("guided-backprop", "Guided Backprop", "guided backpropagation (Springenberg 2015)",
-                    lambda m, o: GuidedBackprop(m, chunk_size=o.chunk_size)))
+                    lambda m, o: GuidedBackprop(m, **o.common())))
 register(MethodSpec("integrated-gradients", "Integrated Gradients", "Integrated Gradients (Sundararajan 2017)",
                     lambda m, o: IntegratedGradients(m, n_steps=o.n_steps, baseline=_baseline(m, o),
-                                                     chunk_size=o.chunk_size)))  # type: ignore[arg-type]
+                                                     **o.common())))  # type: ignore[arg-type]
 register(MethodSpec("smoothgrad", "SmoothGrad", "SmoothGrad over the gradient (Smilkov 2017)", _smooth("mean")))
 register(MethodSpec("smoothgrad-squared", "SmoothGrad²", "SmoothGrad² over the gradient", _smooth("squared")))
 register(MethodSpec("vargrad", "VarGrad", "variance of noisy gradients (Adebayo 2018)", _smooth("variance")))

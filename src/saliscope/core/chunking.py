@@ -33,17 +33,18 @@ def default_budget(device: torch.device) -> int:
 
 
 class _SavedBytes:
-    """Counts the bytes autograd saves for backward, once per storage, ignoring frozen parameters."""
+    """Counts the bytes autograd saves for backward, once per tensor, ignoring frozen parameters."""
 
     def __init__(self, exclude: set[int]) -> None:
         self.total = 0
         self._seen: set[int] = set(exclude)
 
     def pack(self, tensor: Tensor) -> Tensor:
-        ptr = tensor.untyped_storage().data_ptr() if tensor.device.type != "meta" else id(tensor)
+        # A row's own bytes, not its storage's: a saved slice of a big input batch costs only the slice.
+        ptr = tensor.data_ptr()
         if ptr not in self._seen:
             self._seen.add(ptr)
-            self.total += tensor.untyped_storage().nbytes()
+            self.total += tensor.numel() * tensor.element_size()
         return tensor
 
     @staticmethod
@@ -86,7 +87,7 @@ class Chunker:
             return
         start = 0
         if key not in self._bytes_per_row:
-            counter = _SavedBytes({p.untyped_storage().data_ptr() for p in (params or [])})
+            counter = _SavedBytes({p.data_ptr() for p in (params or [])})
             with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
                 yield 0, 1
             self._bytes_per_row[key] = max(counter.total, 1)

@@ -1,0 +1,74 @@
+import warnings
+
+import pytest
+import torch
+
+from saliscope.core.chunking import Chunker
+from saliscope.core.cost import CostMeter
+from saliscope.core.views import FlatMapWarning, normalize, reduce_channels
+
+
+def test_normalize_clips_at_the_percentile_and_keeps_zero_at_zero():
+    m = torch.linspace(-1, 1, 101).view(1, 1, 1, 101).clone()
+    m[..., -1] = 100.0  # one hot pixel must not wash out the rest
+    out = normalize(m, percentile=99)
+    assert out.max() == 1.0 and out.min() < -0.99
+    assert abs(float(out[0, 0, 0, 50])) < 1e-6  # zero evidence stays zero
+    assert 0.9 < float(out[0, 0, 0, 99]) <= 1.0
+
+
+def test_unsigned_normalize_lands_in_unit_interval_and_flat_maps_warn():
+    m = torch.rand(2, 1, 5, 5)
+    out = normalize(m)
+    assert out.min() >= 0 and out.max() == 1.0
+    with pytest.warns(FlatMapWarning):
+        flat = normalize(torch.zeros(1, 1, 4, 4))
+    assert torch.equal(flat, torch.zeros(1, 1, 4, 4))
+
+
+def test_sparse_map_survives_a_zero_percentile():
+    m = torch.zeros(1, 1, 10, 10)
+    m[0, 0, 3, 3] = 5.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = normalize(m)
+    assert out[0, 0, 3, 3] == 1.0
+
+
+def test_reduce_channels_keeps_sign_only_when_asked():
+    a = torch.tensor([1.0, -3.0, 2.0]).view(1, 3, 1, 1)
+    assert reduce_channels(a, "sum").item() == 0.0
+    assert reduce_channels(a, "max-abs").item() == 3.0
+    assert reduce_channels(a, "sum-abs").item() == 6.0
+
+
+def test_chunker_measures_saved_bytes_once_and_sizes_chunks_from_the_budget():
+    lin = torch.nn.Linear(1000, 1000)
+    x = torch.randn(10, 1000, requires_grad=True)
+    chunker = Chunker(memory_budget=3 * 4000)  # ~3 rows of the 4000-byte input that Linear saves
+    spans = []
+    for a, b in chunker.spans(10, key=("k",), device=x.device, params=list(lin.parameters())):
+        spans.append((a, b))
+        lin(x[a:b]).sum()  # the work for this span runs inside the counting block on the first span
+    assert spans[0] == (0, 1)
+    assert [b - a for a, b in spans[1:]] == [3, 3, 3]
+    assert chunker.rows_per_chunk(("k",), x.device) == 3
+    # second plan for the same key: no probe row
+    assert list(chunker.spans(6, key=("k",), device=x.device))[0] == (0, 3)
+
+
+def test_fixed_chunk_size_and_even_split():
+    assert list(Chunker(chunk_size=4).spans(10, key=(), device=torch.device("cpu"))) == [(0, 4), (4, 8), (8, 10)]
+
+
+def test_cost_meter_counts_and_times():
+    with CostMeter(torch.device("cpu")) as meter:
+        meter.forward(4)
+        meter.forward(4)
+        meter.backward(8)
+        blob = torch.ones(8 * 2**20)  # 32 MiB
+        blob += 1
+    assert meter.cost.forward_passes == 8 and meter.cost.batches == 2 and meter.cost.backward_passes == 8
+    assert meter.cost.seconds > 0
+    if meter.cost.peak_memory_bytes is not None:
+        assert meter.cost.peak_memory_bytes >= 16 * 2**20

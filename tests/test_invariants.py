@@ -1,0 +1,185 @@
+"""DESIGN.md's invariants, checked for every registered method (and any added later)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import saliscope as ss
+from saliscope import registry
+from saliscope.core.errors import ModelOutputError, NonFiniteError, TargetError
+from saliscope.core.targets import BoundClasses
+from saliscope.registry import MethodOptions
+
+from conftest import SmallCNN
+
+OPTIONS = MethodOptions(seed=3, n_samples=3, n_steps=4, baseline="zero")
+METHODS = registry.available()
+
+
+def build(name, model, **overrides):
+    return registry.create(name, model, MethodOptions(**{**OPTIONS.__dict__, **overrides}))
+
+
+def snapshot(model):
+    return {
+        "training": [(n, m.training) for n, m in model.named_modules()],
+        "requires_grad": [(n, p.requires_grad) for n, p in model.named_parameters()],
+        "grads": [(n, None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()],
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "hooks": [
+            (n, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+            for n, m in model.named_modules()
+        ],
+    }
+
+
+def assert_same(before, after):
+    assert before["training"] == after["training"]
+    assert before["requires_grad"] == after["requires_grad"]
+    assert before["hooks"] == after["hooks"]
+    for (n, g0), (_, g1) in zip(before["grads"], after["grads"]):
+        assert (g0 is None) == (g1 is None), n
+        if g0 is not None:
+            assert torch.equal(g0, g1), n
+    for k, v in before["state"].items():
+        assert torch.equal(v, after["state"][k]), k
+
+
+def awkward_model():
+    """Train mode with one submodule in eval, one frozen parameter, one stale .grad: all must survive."""
+    model = SmallCNN()
+    model.train()
+    model.conv2.eval()
+    model.conv1.bias.requires_grad_(False)
+    model.fc.weight.grad = torch.full_like(model.fc.weight, 7.0)
+    return model
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_model_and_input_left_exactly_as_found(name, batch):
+    model = awkward_model()
+    before = snapshot(model)
+    x = batch.clone()
+    e = build(name, model).explain(x, target=1)
+    assert_same(before, snapshot(model))
+    assert torch.equal(x, batch) and not x.requires_grad and x.grad is None
+    assert e.attributions.shape[0] == 3 and e.attributions.shape[-2:] == x.shape[-2:]
+    assert e.method == name
+
+
+class ExplodingTarget(BoundClasses):
+    """Scores normally for ``calls`` calls, then raises: a failure half-way through a method."""
+
+    def __init__(self, calls):
+        super().__init__(torch.tensor([1, 1, 1]))
+        object.__setattr__(self, "budget", [calls])
+
+    def take(self, rows):
+        return self  # keep the shared budget across chunks
+
+    def __call__(self, output):
+        self.budget[0] -= 1
+        if self.budget[0] < 0:
+            raise RuntimeError("boom")
+        return output[:, 1]
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_model_left_as_found_when_the_target_raises_half_way(name, batch):
+    model = awkward_model()
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        build(name, model, chunk_size=1).explain(batch, target=ExplodingTarget(calls=1))
+    assert_same(before, snapshot(model))
+
+
+class FailingModel(SmallCNN):
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+
+    def forward(self, x):
+        self.after -= 1
+        if self.after < 0:
+            raise RuntimeError("model failed")
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_model_left_as_found_when_the_model_raises_half_way(name, batch):
+    model = FailingModel(after=2).train()
+    before = snapshot(model)
+    with pytest.raises(RuntimeError, match="model failed"):
+        build(name, model, chunk_size=1).explain(batch, target=0)
+    assert_same(before, snapshot(model))
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_batched_equals_alone_and_seed_is_deterministic(name, batch):
+    model = SmallCNN().eval()
+    together = build(name, model).explain(batch, target=[0, 2, 3]).attributions
+    for i, k in enumerate([0, 2, 3]):
+        alone = build(name, model).explain(batch[i : i + 1], target=k).attributions
+        torch.testing.assert_close(together[i : i + 1], alone, rtol=1e-4, atol=1e-6)
+    again = build(name, model).explain(batch, target=[0, 2, 3]).attributions
+    assert torch.equal(together, again)
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_half_precision_model_is_explained_in_float32_and_left_half(name, batch):
+    model = SmallCNN().eval()
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    e = build(name, half).explain(batch.to(torch.bfloat16), target=1)
+    assert e.attributions.dtype == torch.float32
+    assert all(p.dtype == torch.bfloat16 for p in half.parameters())
+    reference = build(name, model).explain(batch.to(torch.bfloat16).float(), target=1).attributions
+    # the float32 copy of bfloat16 weights: close to, not equal to, the float32 model
+    assert torch.nn.functional.cosine_similarity(e.attributions.flatten(), reference.flatten(), dim=0) > 0.95
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_float64_on_request(name, batch):
+    e = build(name, SmallCNN().eval(), precision="float64").explain(batch, target=0)
+    assert e.attributions.dtype == torch.float64
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_class_out_of_range_is_a_clear_error(name, batch):
+    with pytest.raises(TargetError, match="out of range: the model has 4 classes"):
+        build(name, SmallCNN().eval()).explain(batch, target=4)
+
+
+class DictModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = SmallCNN()
+
+    def forward(self, x):
+        return {"logits": self.net(x)}
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_non_tensor_output_is_a_clear_error(name, batch):
+    with pytest.raises(ModelOutputError, match="returned a dict"):
+        build(name, DictModel().eval()).explain(batch, target=0)
+
+
+class NaNModel(SmallCNN):
+    def forward(self, x):
+        return super().forward(x) * float("nan")
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_nan_scores_are_reported(name, batch):
+    with pytest.raises(NonFiniteError, match="NaN"):
+        build(name, NaNModel().eval()).explain(batch, target=0)
+
+
+def test_unbatched_and_non_float_inputs_are_clear_errors(cnn):
+    with pytest.raises(ss.SaliscopeError, match="unsqueeze"):
+        ss.Gradient(cnn).explain(torch.randn(3, 8, 8), target=0)
+    with pytest.raises(ss.SaliscopeError, match="floating"):
+        ss.Gradient(cnn).explain(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), target=0)
