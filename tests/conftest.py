@@ -1,54 +1,18 @@
-"""Tiny models with hand-set weights, shared by the tests."""
+"""Fixtures shared by every test: tiny hand-set models, a batch, and the real default model (loaded once)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
-C, H, W, K = 3, 8, 8, 4
-
-
-class Linear(nn.Module):
-    """scores = W · flatten(x) + b: every gradient method's answer is known in closed form."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(C * H * W, K)
-        g = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            self.fc.weight.copy_(torch.randn(K, C * H * W, generator=g))
-            self.fc.bias.copy_(torch.arange(K, dtype=torch.float32))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x.flatten(1))
-
-    def weight_map(self, k: int) -> torch.Tensor:
-        return self.fc.weight[k].detach().view(1, C, H, W)
+from shared_objects import default_model as _default_model
+from tiny_models import C, H, W, Linear, SmallCNN
 
 
-class SmallCNN(nn.Module):
-    """Conv → BN → ReLU (in-place, the same module used twice) → conv → pool → linear."""
-
-    def __init__(self, smooth: bool = False) -> None:
-        super().__init__()
-        g = torch.Generator().manual_seed(1)
-        self.conv1 = nn.Conv2d(C, 6, 3, padding=1)
-        self.bn = nn.BatchNorm2d(6)
-        self.act: nn.Module = nn.Softplus() if smooth else nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(6, 6, 3, padding=1)
-        self.drop = nn.Dropout(0.5)
-        self.fc = nn.Linear(6, K)
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-            self.bn.running_mean.copy_(torch.randn(6, generator=g) * 0.1)
-            self.bn.running_var.copy_(torch.rand(6, generator=g) + 0.5)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.bn(self.conv1(x)))
-        h = self.act(self.conv2(h))  # the activation module is re-used on purpose
-        return self.fc(self.drop(h.mean((2, 3))))
+@pytest.fixture(scope="session")
+def default_model():
+    """The embedded default model, loaded once per session (tests must not modify it)."""
+    return _default_model()
 
 
 @pytest.fixture

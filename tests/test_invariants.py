@@ -13,7 +13,7 @@ from saliscope.core.errors import ModelOutputError, NonFiniteError, TargetError
 from saliscope.core.targets import BoundClasses
 from saliscope.registry import MethodOptions
 
-from conftest import SmallCNN
+from tiny_models import SmallCNN
 
 OPTIONS = MethodOptions(seed=3, n_samples=3, n_steps=4, baseline="zero")
 METHODS = registry.available()

@@ -17,6 +17,7 @@ Reduction = Literal["sum", "mean", "sum-abs", "max-abs", "l2", "none"]
 Evidence = Literal["signed", "positive", "negative", "absolute"]
 REDUCTIONS: tuple[str, ...] = ("sum", "mean", "sum-abs", "max-abs", "l2", "none")
 EVIDENCE: tuple[str, ...] = ("signed", "positive", "negative", "absolute")
+DEFAULT_ALPHA = 0.8  # overlay opacity at the strongest evidence (the CLI's and viz's default)
 
 
 class FlatMapWarning(UserWarning):

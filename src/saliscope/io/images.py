@@ -8,7 +8,9 @@ never written: they belong to the caller's process.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -75,21 +77,33 @@ def list_images(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 # ----- files ----------------------------------------------------------------------------------------
 
 
-def _open(path: Path) -> Image.Image:
-    path = path.expanduser()
-    if not path.exists():
-        raise ImageError(f"image file not found: {path}", "check the path and its spelling")
-    if path.is_dir():
-        raise ImageError(
-            f"{path} is a directory, not an image file",
-            "pass an image file, or expand the folder with saliscope.io.list_images()",
-        )
-    if path.stat().st_size == 0:
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
+
+
+def _check_file(path: Path) -> None:
+    try:
+        if not path.exists():
+            raise ImageError(f"image file not found: {path}", "check the path and its spelling")
+        if path.is_dir():
+            raise ImageError(
+                f"{path} is a directory, not an image file",
+                "pass an image file, or expand the folder with saliscope.io.list_images()",
+            )
+        empty = path.stat().st_size == 0
+    except OSError as exc:  # a name too long, a broken mount: the path itself is unusable
+        raise ImageError(f"cannot access {path} ({_first_line(exc)})", "check the path") from exc
+    if empty:
         raise ImageError(f"{path} is empty (0 bytes)", "re-download or re-export the image")
+
+
+def _open(path: Path) -> Image.Image:
+    with contextlib.suppress(RuntimeError):  # "~user" of an unknown user: reported as missing below
+        path = path.expanduser()
+    _check_file(path)
     limit = Image.MAX_IMAGE_PIXELS
-    bomb_fix = (
-        "downscale the image first, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
-    )
+    bomb_fix = "downscale the image first, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
     try:
         # A local filter turns Pillow's bomb *warning* (between 1× and 2× the limit) into an error
         # without touching the process-wide warning filters or the limit itself.
@@ -99,8 +113,10 @@ def _open(path: Path) -> Image.Image:
                 opened.load()
                 image = _upright(opened)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        count = f"{int(found.group(1)):,} pixels" if found else "more pixels"
         raise ImageError(
-            f"{path} has more pixels than Pillow's safety limit of {limit} ({exc})", bomb_fix
+            f"{path} has {count}, more than Pillow's safety limit of {limit:,}", bomb_fix
         ) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(
@@ -113,7 +129,7 @@ def _open(path: Path) -> Image.Image:
         # Truncated/damaged data surfaces as OSError ("image file is truncated"), SyntaxError
         # (some decoders) or ValueError/EOFError; we deliberately do not set LOAD_TRUNCATED_IMAGES.
         raise ImageError(
-            f"{path} is truncated or damaged ({type(exc).__name__}: {exc})",
+            f"{path} is truncated or damaged ({_first_line(exc)})",
             "re-download or re-export the image",
         ) from exc
     return _to_rgb(image, what=str(path))
@@ -123,7 +139,7 @@ def _upright(image: Image.Image) -> Image.Image:
     """Apply the EXIF orientation tag, if any (phones store portraits as rotated landscapes)."""
     try:
         return ImageOps.exif_transpose(image)
-    except Exception:  # noqa: BLE001 - a malformed EXIF block should not make a readable photo unreadable
+    except Exception:  # a malformed EXIF block should not make a readable photo unreadable
         return image.copy()  # a copy: the caller may close the original file-backed image
 
 
@@ -147,16 +163,20 @@ def _to_rgb(image: Image.Image, what: str = "image") -> Image.Image:
     if mode.startswith("I") or mode == "F":
         # Wide integer / float modes: Pillow's own convert() clips to 0..255 instead of scaling.
         return _from_array(np.asarray(image), what=what, pil_mode=mode)
-    if mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    elif mode in ("PA", "La", "RGBa"):
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    # 1, L, P (opaque), CMYK, YCbCr, LAB, HSV: Pillow's conversion is exact enough.
-    return image.convert("RGB")
+    try:
+        if mode == "La":  # premultiplied grey + alpha: Pillow converts it only to LA
+            image = image.convert("LA")
+        if image.mode in ("RGBA", "LA", "PA", "RGBa") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(background, rgba).convert("RGB")
+        # 1, L, P (opaque), CMYK, YCbCr, LAB, HSV, RGBX: Pillow's conversion is exact enough.
+        return image.convert("RGB")
+    except (ValueError, OSError) as exc:
+        raise ImageError(
+            f"{what} has pixel mode {mode!r}, which cannot be converted to RGB ({exc})",
+            "save it as an 8-bit RGB or greyscale PNG/JPEG first",
+        ) from exc
 
 
 # ----- arrays ---------------------------------------------------------------------------------------

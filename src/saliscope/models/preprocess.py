@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Literal, Union, get_args
 
 import numpy as np
 import torch
@@ -31,6 +31,15 @@ _RESAMPLE: dict[str, Image.Resampling] = {
     "bicubic": Image.Resampling.BICUBIC,
     "nearest": Image.Resampling.NEAREST,
 }
+
+
+def as_interpolation(name: object, default: Interpolation = "bilinear") -> Interpolation:
+    """A library's interpolation name as ours; modes we do not resample with (lanczos, ...) → ``default``."""
+    text = str(name).lower()
+    for known in get_args(Interpolation):
+        if text == known:
+            return known
+    return default
 
 
 def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:
@@ -84,10 +93,7 @@ class Preprocess:
 
     def _crop_origin(self, resized_width: int, resized_height: int) -> tuple[int, int]:
         """Top-left corner of the centre crop in resized pixels (torchvision's rounding)."""
-        return (
-            int(round((resized_width - self.size) / 2.0)),
-            int(round((resized_height - self.size) / 2.0)),
-        )
+        return round((resized_width - self.size) / 2.0), round((resized_height - self.size) / 2.0)
 
     def crop_box(self, width: int, height: int) -> tuple[float, float, float, float]:
         """(left, top, right, bottom) in the ORIGINAL image's continuous pixel coordinates.

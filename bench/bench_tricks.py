@@ -1,0 +1,355 @@
+"""Where saliscope's time goes, and which honest speed-ups keep the numbers the same.
+
+    PYTHONPATH=src python bench/bench_tricks.py [--device cuda] [--repeats 5]
+
+1. Frozen parameters vs parameters requiring grad (Captum leaves them on): bytes autograd saves per row,
+   and forward+backward time at a few chunk sizes.
+2. channels_last model + input: time, and how far the gradient moves.
+3. SmoothGrad noise: the current per-sample CPU generator + stack + copy, vs the same draws written
+   straight into one preallocated (pinned on CUDA) buffer and copied once (bit-identical), vs one
+   device-side randn (different numbers; the floor).
+4. Overheads: saliscope SmoothGrad-50 / IG-50 vs bare chunked forward+backward at the same chunk size,
+   and the first-call cost of measuring a row.
+5. explain() bookkeeping: ``explaining()`` (eval + freeze + restore) runs twice per call (model and
+   compute model are the same object); a prototype that runs it once and only touches what must change
+   (monkeypatched here, bench-only) vs the current code, on Gradient.explain.
+6. channels_last input only (the model is not touched): ``input_gradients`` prototype that feeds the
+   chunk as channels_last and returns a contiguous gradient, on Gradient / SmoothGrad-50 / IG-50.
+Results: ``bench/results/tricks-<device>.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    environment,
+    fmt,
+    frozen,
+    input_grad,
+    interleaved,
+    load_input,
+    load_model,
+    loadavg,
+    pick_device,
+    write_results,
+)
+
+N = 50
+
+
+def saved_bytes(model: torch.nn.Module, x: torch.Tensor, c: int) -> int:
+    from saliscope.core.chunking import _SavedBytes
+
+    counter = _SavedBytes({p.untyped_storage().data_ptr() for p in model.parameters()})
+    with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
+        input_grad(model, x, c)
+    return counter.total
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--sizes", type=int, nargs="*", default=None, help="chunk sizes for sections 1-2")
+    ap.add_argument("--sections", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6], help="which sections to run")
+    args = ap.parse_args(argv)
+    sections = set(args.sections)
+
+    import saliscope as ss
+    from saliscope.wrappers.smoothing import noise_sample
+
+    device = pick_device(args.device)
+    model, how = load_model(device)
+    x = load_input(model, device)
+    with torch.no_grad():
+        c = int(model(x).argmax(1))
+    env = environment(device)
+    env.update(model=how, target=c, repeats=args.repeats, warmup=args.warmup, load_before=loadavg())
+    print("# tricks")
+    for k, v in env.items():
+        print(f"- {k}: {v}")
+    progress = lambda s: print(s, flush=True)  # noqa: E731
+    out: dict[str, Any] = {}
+    sizes = tuple(args.sizes) if args.sizes else ((1, 5, 10) if device.type == "cpu" else (1, 10, 50))
+    batches = {b: x.expand(b, -1, -1, -1).contiguous() for b in sizes}
+    shape = x.shape[1:]
+
+    if 1 in sections:
+        # 1. frozen vs requires_grad -------------------------------------------------------------------
+        with frozen(model):
+            sb_frozen = saved_bytes(model, x, c)
+        sb_live = saved_bytes(model, x, c)
+        out["saved_bytes_per_row"] = {"frozen": sb_frozen, "requires_grad": sb_live}
+        fns: dict[str, Any] = {}
+        for b in sizes:
+            xb = batches[b]
+            fns[f"frozen b={b}"] = (lambda xb: lambda: _frozen_grad(model, xb, c))(xb)
+            fns[f"requires_grad b={b}"] = (lambda xb: lambda: input_grad(model, xb, c))(xb)
+        print("1. frozen vs requires_grad", flush=True)
+        out["frozen"] = interleaved(fns, device, args.repeats, args.warmup, progress)
+
+    if 2 in sections:
+        # 2. channels_last -----------------------------------------------------------------------------
+        model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        fns = {}
+        for b in sizes:
+            xb = batches[b]
+            xb_cl = xb.contiguous(memory_format=torch.channels_last)
+            fns[f"contiguous b={b}"] = (lambda xb: lambda: _frozen_grad(model, xb, c))(xb)
+            fns[f"channels_last b={b}"] = (lambda xb: lambda: _frozen_grad(model_cl, xb, c))(xb_cl)
+        print("2. channels_last", flush=True)
+        out["channels_last"] = interleaved(fns, device, args.repeats, args.warmup, progress)
+        g_ref = _frozen_grad(model, x, c)
+        g_cl = _frozen_grad(model_cl, x.contiguous(memory_format=torch.channels_last), c)
+        out["channels_last_max_abs_diff"] = float((g_ref - g_cl).abs().max())
+        out["channels_last_rel_diff"] = float((g_ref - g_cl).norm() / g_ref.norm())
+        del model_cl
+
+    if 3 in sections:
+        # 3. SmoothGrad noise --------------------------------------------------------------------------
+
+        def noise_current() -> torch.Tensor:
+            return torch.stack([noise_sample(0, i, shape, device, x.dtype) for i in range(N)])
+
+        pin = device.type == "cuda"
+        buf = torch.empty((N, *shape), dtype=x.dtype, pin_memory=pin)
+
+        def noise_prealloc() -> torch.Tensor:
+            # The same generators and draws, written in place: no per-sample tensor, no stack, one copy.
+            for i in range(N):
+                g = torch.Generator().manual_seed((0 * 1_000_003 + i) % (2**63))
+                torch.randn(shape, generator=g, out=buf[i])
+            return buf.to(device, non_blocking=pin)
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+
+        def _draw(i: int) -> None:
+            g = torch.Generator().manual_seed((0 * 1_000_003 + i) % (2**63))
+            torch.randn(shape, generator=g, out=buf[i])
+
+        def noise_threaded() -> torch.Tensor:
+            # The same per-sample generators, drawn on several CPU threads (torch releases the GIL).
+            list(pool.map(_draw, range(N)))
+            return buf.to(device, non_blocking=pin)
+
+        dev_gen = torch.Generator(device=device).manual_seed(0)
+
+        def noise_device() -> torch.Tensor:
+            return torch.randn((N, *shape), generator=dev_gen, device=device, dtype=x.dtype)
+
+        same = bool(torch.equal(noise_current(), noise_prealloc())) and bool(torch.equal(noise_current(),
+                                                                                       noise_threaded()))
+        print(f"3. noise (prealloc identical to current: {same})", flush=True)
+        out["noise"] = interleaved({"current (per-sample gen, stack, .to)": noise_current,
+                                    "same draws into one buffer, one copy": noise_prealloc,
+                                    f"same draws, {pool._max_workers} CPU threads, one copy": noise_threaded,
+                                    "one device randn (different numbers)": noise_device},
+                                   device, args.repeats * 2, args.warmup, progress)
+        out["noise_prealloc_identical"] = same
+
+    if 4 in sections:
+        # 4. overheads ---------------------------------------------------------------------------------
+        sg = ss.SmoothGrad(ss.Gradient(model), n_samples=N, seed=0)
+        ig = ss.IntegratedGradients(model, n_steps=N)
+        sg.explain(x, target=c)
+        ig.explain(x, target=c)
+        k = sg.inner.samples_per_chunk(x) or 1
+        rows = x.expand(N, -1, -1, -1).contiguous()
+
+        def bare_chunked() -> None:
+            with frozen(model):
+                for s in range(0, N, k):
+                    input_grad(model, rows[s:s + k], c)
+
+        def bare_chunked_plus2() -> None:
+            bare_chunked()
+            with torch.no_grad():
+                model(torch.cat([x, torch.zeros_like(x)]))
+
+        def maps_accumulate() -> None:  # SmoothGrad's float64 accumulation of 50 maps
+            total = torch.zeros((1, *shape), dtype=torch.float64, device=device)
+            for s in range(0, N, k):
+                maps = rows[s:s + k].double()
+                total.index_add_(0, torch.zeros(maps.shape[0], dtype=torch.long, device=device), maps)
+
+        print(f"4. overheads (chunk {k})", flush=True)
+        out["overheads_chunk"] = k
+        out["overheads"] = interleaved({
+            "saliscope SmoothGrad-50": lambda: sg.explain(x, target=c),
+            "saliscope SmoothGrad-50, fresh explainer": lambda: ss.SmoothGrad(ss.Gradient(model), n_samples=N,
+                                                                              seed=0).explain(x, target=c),
+            f"bare 50 rows in chunks of {k}": bare_chunked,
+            "saliscope IG-50": lambda: ig.explain(x, target=c),
+            "saliscope IG-50, fresh explainer": lambda: ss.IntegratedGradients(model, n_steps=N).explain(x, target=c),
+            f"bare 50 rows in chunks of {k} + fwd of 2": bare_chunked_plus2,
+            "SmoothGrad float64 accumulation alone": maps_accumulate,
+        }, device, args.repeats, args.warmup, progress)
+
+    if 5 in sections:
+        # 5. explain() bookkeeping ------------------------------------------------------------------------
+        import saliscope.methods.base as base
+        from saliscope.core.model_state import explaining
+
+        g = ss.Gradient(model)
+        g.explain(x, target=c)
+
+        def patched_explain() -> Any:
+            original = base.explaining
+            base.explaining = _once_explaining  # type: ignore[assignment]
+            try:
+                return g.explain(x, target=c)
+            finally:
+                base.explaining = original
+
+        def explaining_only() -> None:
+            with explaining(model), explaining(model):
+                pass
+
+        def once_only() -> None:
+            with _once_explaining(model), _once_explaining(model):
+                pass
+
+        ref = g.explain(x, target=c).attributions
+        out["bookkeeping_identical"] = bool(torch.equal(ref, patched_explain().attributions))
+        print("5. explain() bookkeeping", flush=True)
+        out["bookkeeping"] = interleaved({
+            "bare fwd+bwd, params frozen": lambda: _frozen_grad(model, x, c),
+            "saliscope Gradient (current)": lambda: g.explain(x, target=c),
+            "saliscope Gradient, explaining() prototype": patched_explain,
+            "explaining() x2 alone (current)": explaining_only,
+            "explaining() x2 alone (prototype)": once_only,
+        }, device, max(args.repeats * 6, 20), args.warmup + 2, progress=None)
+
+    if 6 in sections:
+        # 6. channels_last input (model untouched) -----------------------------------------------------
+        import saliscope.methods.gradient as gradient_mod
+        import saliscope.methods.integrated_gradients as ig_mod
+
+        original = gradient_mod.input_gradients
+
+        def cl_input_gradients(net: Any, xx: torch.Tensor, target: Any, meter: Any) -> Any:
+            grad, scores = original(net, xx.contiguous(memory_format=torch.channels_last), target, meter)
+            return grad.contiguous(), scores
+
+        def with_cl(fn: Any) -> Any:
+            def call() -> Any:
+                gradient_mod.input_gradients = ig_mod.input_gradients = cl_input_gradients
+                try:
+                    return fn()
+                finally:
+                    gradient_mod.input_gradients = ig_mod.input_gradients = original
+            return call
+
+        explainers = {
+            "Gradient": ss.Gradient(model),
+            "SmoothGrad-50": ss.SmoothGrad(ss.Gradient(model), n_samples=N, seed=0),
+            "IG-50": ss.IntegratedGradients(model, n_steps=N),
+        }
+        fns = {}
+        diffs = {}
+        for name, e in explainers.items():
+            run = (lambda e: lambda: e.explain(x, target=c))(e)
+            a, b = run().attributions, with_cl(run)().attributions
+            diffs[name] = {"max_abs_diff": float((a - b).abs().max()), "max_abs": float(a.abs().max())}
+            fns[f"{name} (current)"] = run
+            fns[f"{name}, channels_last input"] = with_cl(run)
+        print("6. channels_last input", flush=True)
+        out["cl_input"] = interleaved(fns, device, args.repeats, args.warmup, progress)
+        out["cl_input_diffs"] = diffs
+
+    env["load_after"] = loadavg()
+    md = render(env, out)
+    print()
+    print(md)
+    md_path, js_path = write_results(f"tricks-{device.type}", md, {"environment": env, **out})
+    print(f"written: {md_path}  {js_path}")
+    return out
+
+
+_ACTIVE: set[int] = set()
+
+
+@contextmanager
+def _once_explaining(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Prototype of a cheaper ``explaining()``: a no-op when already active on this model; otherwise
+    flips only modules still in training mode and parameters still requiring grad, and restores those."""
+    if id(model) in _ACTIVE:
+        yield model
+        return
+    training = [m for m in model.modules() if m.training]
+    live = [p for p in model.parameters() if p.requires_grad]
+    _ACTIVE.add(id(model))
+    try:
+        if training:
+            model.eval()
+        for p in live:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        _ACTIVE.discard(id(model))
+        for m in training:
+            m.training = True
+        for p in live:
+            p.requires_grad_(True)
+
+
+def _frozen_grad(model: torch.nn.Module, x: torch.Tensor, c: int) -> torch.Tensor:
+    with frozen(model):
+        return input_grad(model, x, c)
+
+
+def _table(results: dict[str, Any], unit_rows: dict[str, int] | None = None) -> list[str]:
+    lines = ["| variant | median s | min s | process CPU s | minor faults |", "|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {fmt(r['median'])} | {fmt(r['min'])} | {r['cpu_median']:.3f} | "
+                     f"{r['minflt_median']:.0f} |")
+    return lines
+
+
+def render(env: dict[str, Any], out: dict[str, Any]) -> str:
+    lines = [
+        f"## Where the time goes — {env['device_name']} ({env['device']})",
+        "",
+        f"torch {env['torch']}, threads {env['torch_threads']}, model: {env['model']}; median of {env['repeats']} "
+        f"after {env['warmup']} warm-up, round-robin; load {env['load_before']} → {env['load_after']}.",
+        "",
+    ]
+    if "frozen" in out:
+        sb = out["saved_bytes_per_row"]
+        lines += [f"### 1. Frozen parameters — saved activations per row: frozen {sb['frozen'] / 2**20:.2f} MiB, "
+                  f"requires_grad {sb['requires_grad'] / 2**20:.2f} MiB", "", *_table(out["frozen"]), ""]
+    if "channels_last" in out:
+        lines += [f"### 2. channels_last — gradient max |Δ| {out['channels_last_max_abs_diff']:.2e}, "
+                  f"relative L2 {out['channels_last_rel_diff']:.2e}", "", *_table(out["channels_last"]), ""]
+    if "noise" in out:
+        lines += [f"### 3. SmoothGrad noise for 50 samples (same-draw variants bit-identical: "
+                  f"{out['noise_prealloc_identical']})", "", *_table(out["noise"]), ""]
+    if "overheads" in out:
+        lines += [f"### 4. Overheads (chunk {out['overheads_chunk']})", "", *_table(out["overheads"]), ""]
+    if "bookkeeping" in out:
+        lines += [f"### 5. explain() bookkeeping (prototype gives identical attributions: "
+                  f"{out['bookkeeping_identical']})", "", *_table(out["bookkeeping"]), ""]
+    if "cl_input" in out:
+        d = "; ".join(f"{k} max |Δ| {v['max_abs_diff']:.1e} (max |attr| {v['max_abs']:.1e})"
+                      for k, v in out["cl_input_diffs"].items())
+        lines += ["### 6. channels_last input only (model untouched; prototype monkeypatched in bench) — " + d, "",
+                  *_table(out["cl_input"]), ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,404 @@
+"""What ``saliscope explain`` and ``saliscope demo`` do for each image, apart from parsing.
+
+For one image: read it, predict (top-5), explain the chosen class(es) with every method, render the
+overlays and the panel in memory, and only then write the files. A failure anywhere before the writes
+leaves nothing on disk for that image; each write is atomic, so a file is either complete or absent.
+
+``OUT/summary.json`` layout::
+
+    {"saliscope_version", "model": {"name", "spec", "num_classes", "input_size"}, "device",
+     "methods": [...], "options": {seed, n_samples, n_steps, sigma, baseline, chunk_size},
+     "target", "alpha", "top_k", "evidence",
+     "images": [{"path", "output_dir", "size": [w, h], "crop_box": [l, t, r, b],
+                 "top5": [{"index", "label", "probability"}],
+                 "explained": [{"rank", "class", "label", "probability", "panel",
+                                "methods": [{"name", "title", "params", "cost", "batch_size", "score",
+                                             "completeness_gap"?, ..., "display": {"reduce", "evidence"},
+                                             "files": {"png", "npy"}}]}],
+                 "warnings": [...]}],
+     "failures": [{"path", "error"}]}
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from .. import registry
+from ..core.errors import ImageError, SaliscopeError, TargetError
+from ..core.targets import ClassTarget, label_index
+from ..core.views import DEFAULT_ALPHA, Evidence
+from ..methods.base import Explainer
+from ..viz import display_hint, overlay, panel, save_json, save_npy, save_png
+
+TOP = 5
+
+
+@dataclass(frozen=True)
+class Source:
+    """One image to explain: how to name it and how to read it."""
+
+    path: str  # as given, for messages and the summary
+    stem: str  # output folder name
+    read: Callable[[], Image.Image]
+
+
+@dataclass(frozen=True)
+class Settings:
+    methods: tuple[str, ...]
+    out: Path
+    target: str = "predicted"
+    top_k: int | None = None
+    evidence: Evidence | None = None
+    alpha: float = DEFAULT_ALPHA
+    options: registry.MethodOptions = field(default_factory=registry.MethodOptions)
+    device: str = "cpu"
+    model_spec: str | None = None
+
+
+@dataclass
+class Rendered:
+    """Everything one image produces, held in memory until all of it succeeded."""
+
+    files: list[tuple[str, Any, Callable[[Any, Path], Path]]]
+    record: dict[str, Any]
+
+
+# ----- inputs -----------------------------------------------------------------------------------------
+
+
+def method_names(values: Sequence[str]) -> tuple[str, ...]:
+    """``("gradient,smoothgrad", "all")`` → registry names, in order, without repeats."""
+    names: list[str] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            wanted = registry.available() if part.lower() == "all" else [registry.get(part).name]
+            names.extend(n for n in wanted if n not in names)
+    if not names:
+        raise SaliscopeError("no method given", f"use --method with one of: {', '.join(registry.available())}")
+    return tuple(names)
+
+
+def file_sources(paths: Sequence[str]) -> tuple[list[Source], list[str]]:
+    """Expand folders into their images; returns the sources and warnings about empty folders."""
+    from ..io import list_images
+
+    sources: list[Source] = []
+    notes: list[str] = []
+    for given in paths:
+        found = list_images([given])
+        if not found and Path(given).is_dir():
+            notes.append(f"no images found in folder {given}")
+        for path in found:
+            sources.append(Source(str(path), path.stem, _reader(path)))
+    if not sources:
+        where = ", ".join(paths)
+        raise ImageError(
+            f"no images found in {where}",
+            "pass image files (.jpg, .png, ...) or a folder that contains some",
+        )
+    return unique_stems(sources), notes
+
+
+def _reader(path: Path) -> Callable[[], Image.Image]:
+    def read() -> Image.Image:
+        from ..io import load_image
+
+        return load_image(path)
+
+    return read
+
+
+def preread(source: Source) -> Source:
+    """The source with its image read now (errors surface here) and kept."""
+    image = source.read()
+    return Source(source.path, source.stem, lambda: image)
+
+
+def unique_stems(sources: list[Source]) -> list[Source]:
+    """Two images named alike (a/cat.jpg, b/cat.png) get folders cat and cat-2."""
+    seen: dict[str, int] = {}
+    out = []
+    for s in sources:
+        key = s.stem.lower()
+        seen[key] = seen.get(key, 0) + 1
+        out.append(s if seen[key] == 1 else Source(s.path, f"{s.stem}-{seen[key]}", s.read))
+    return out
+
+
+def check_device(device: str) -> str:
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise SaliscopeError(f"unknown device {device!r}", "use --device cpu or --device cuda") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise SaliscopeError("--device cuda was asked for but no CUDA GPU is available", "use --device cpu")
+    return device
+
+
+def check_out(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        raise SaliscopeError(f"the output path {out} exists and is not a folder", "pass another --out folder")
+    return out
+
+
+def num_classes(model: nn.Module, device: str) -> int:
+    labels = getattr(model, "labels", None)
+    if labels:
+        return len(labels)
+    size = int(getattr(getattr(model, "preprocess", None), "size", 224))
+    with torch.no_grad():
+        return int(model(torch.zeros(1, 3, size, size, device=device)).shape[1])
+
+
+def resolve_target(text: str, labels: Sequence[str] | None, classes: int) -> int | None:
+    """``predicted`` → None; an index or a label name → a checked class index."""
+    t = text.strip()
+    if t.lower() in ("predicted", "top1", "top-1"):
+        return None
+    if t.lstrip("+-").isdigit():
+        index = int(t)
+        if not 0 <= index < classes:
+            raise TargetError(
+                f"class index {index} is out of range: the model has {classes} classes (0..{classes - 1})",
+                "pick an index in that range, or a label name",
+            )
+        return index
+    if not labels:
+        raise TargetError(f"--target {text!r} is a label name but the model has no labels", "pass a class index")
+    return label_index(t, labels)
+
+
+def label_of(labels: Sequence[str] | None, index: int) -> str:
+    return labels[index] if labels and 0 <= index < len(labels) else f"class {index}"
+
+
+# ----- one image --------------------------------------------------------------------------------------
+
+
+def explain_image(
+    source: Source,
+    model: nn.Module,
+    explainers: dict[str, Explainer],
+    settings: Settings,
+    target_index: int | None,
+    say: Callable[[str], None],
+) -> Rendered:
+    """Predict, explain and render one image, in memory. Raises on the first failure."""
+    image = source.read()
+    preprocess = model.preprocess
+    labels = getattr(model, "labels", None)
+    box = tuple(float(v) for v in preprocess.crop_box(*image.size))
+    x = preprocess(image).to(settings.device)
+    with torch.no_grad():
+        probs = torch.softmax(model(x).float(), dim=1)[0].cpu()
+    top = probs.topk(min(TOP, probs.numel()))
+    top5 = [
+        {"index": int(i), "label": label_of(labels, int(i)), "probability": float(p)}
+        for p, i in zip(top.values, top.indices)
+    ]
+    say(f"{source.path}  ({image.width}x{image.height})")
+    for rank, entry in enumerate(top5, start=1):
+        say(f"  {rank}. {entry['label'][:48]:<48} {entry['probability']:7.2%}")
+
+    if settings.top_k is not None:
+        if settings.top_k > probs.numel():
+            raise TargetError(
+                f"--top-k {settings.top_k} is more than the model's {probs.numel()} classes",
+                "use a smaller --top-k",
+            )
+        classes = [int(i) for i in probs.topk(settings.top_k).indices]
+        ranks: list[int | None] = list(range(1, settings.top_k + 1))
+    else:
+        classes = [int(probs.argmax()) if target_index is None else target_index]
+        ranks = [None]
+    for c, r in zip(classes, ranks):
+        which = f"top-{r} class" if r is not None else ("predicted class" if target_index is None else "class")
+        say(f"  explaining {which} {c} '{label_of(labels, c)}' ({float(probs[c]):.2%})")
+
+    # All target classes in one batch: every method explains them in one call (batches are first-class).
+    batch = x.expand(len(classes), -1, -1, -1).contiguous()
+    target = ClassTarget(classes[0] if len(classes) == 1 else tuple(classes))
+    explanations = {}
+    timing = []
+    for name, explainer in explainers.items():
+        e = explainer.explain(batch, target)
+        explanations[name] = e
+        timing.append(f"{name} {e.cost.seconds:.2f}s")
+    say("  " + ", ".join(timing))
+
+    files: list[tuple[str, Any, Callable[[Any, Path], Path]]] = []
+    explained = []
+    for i, (c, r) in enumerate(zip(classes, ranks)):
+        suffix = "" if r is None else f"-top{r}"
+        columns = []
+        methods = []
+        for name, e in explanations.items():
+            hint = display_hint(name, settings.evidence)
+            saliency = e.saliency(hint.reduce, hint.evidence)[i, 0]
+            png, npy = f"{source.stem}/{name}{suffix}.png", f"{source.stem}/{name}{suffix}.npy"
+            files.append((png, overlay(image, saliency, crop_box=box, signed=hint.signed, alpha=settings.alpha), save_png))
+            files.append((npy, e.attributions[i].detach().to("cpu", torch.float32).numpy(), save_npy))
+            title = registry.get(name).title
+            columns.append((title, saliency, hint.signed))
+            methods.append(_method_record(e[i], title, len(classes), hint.reduce, hint.evidence, png, npy))
+        heading = f"{Path(source.path).name}: {label_of(labels, c)} ({float(probs[c]):.1%})"
+        if r is not None:
+            heading = f"{heading}, top-{r}"
+        figure = panel(image, columns, crop_box=box, title=heading, alpha=settings.alpha)
+        panel_name = f"{source.stem}/panel{suffix}.png"
+        files.append((panel_name, figure, save_png))
+        explained.append({
+            "rank": r, "class": c, "label": label_of(labels, c), "probability": float(probs[c]),
+            "panel": panel_name, "methods": methods,
+        })
+    record = {
+        "path": source.path, "output_dir": source.stem, "size": [image.width, image.height],
+        "crop_box": list(box), "top5": top5, "explained": explained,
+    }
+    return Rendered(files, record)
+
+
+def _method_record(e: Any, title: str, batch: int, reduce: str, evidence: str, png: str, npy: str) -> dict[str, Any]:
+    summary = e.summary()
+    record: dict[str, Any] = {"name": summary.pop("method"), "title": title}
+    record["params"] = summary.pop("params")
+    record["cost"] = summary.pop("cost")
+    record["batch_size"] = batch  # the cost covers the whole batch of target classes
+    summary.pop("classes", None)
+    # Per-sample lists of one value (this sample) become plain numbers.
+    for key, value in summary.items():
+        record["score" if key == "scores" else key] = value[0] if isinstance(value, list) and len(value) == 1 else value
+    record["display"] = {"reduce": reduce, "evidence": evidence}
+    record["files"] = {"png": png, "npy": npy}
+    return record
+
+
+def write(rendered: Rendered, out: Path) -> None:
+    for relative, obj, saver in rendered.files:
+        path = out / relative
+        try:
+            saver(obj, path)
+        except OSError as exc:
+            raise SaliscopeError(f"cannot write {path}: {exc.strerror or exc}", "check --out and free disk space") from exc
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> Path:
+    path = out / "summary.json"
+    try:
+        return save_json(summary, path)
+    except OSError as exc:
+        raise SaliscopeError(f"cannot write {path}: {exc.strerror or exc}", "check --out and free disk space") from exc
+
+
+def captured(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Messages of the warnings a run raised, once each, in order."""
+    seen: list[str] = []
+    for w in caught:
+        text = " ".join(str(w.message).split())
+        if text not in seen:
+            seen.append(text)
+    return seen
+
+
+# ----- a whole run ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    done: int
+    failures: list[tuple[str, str]]
+    summary_path: Path | None
+
+
+def run(
+    sources: list[Source],
+    model: nn.Module,
+    settings: Settings,
+    *,
+    out_line: Callable[[str], None],
+    err_line: Callable[[str], None],
+    debug: bool = False,
+    progress: Callable[[list[Source]], Any] | None = None,
+) -> Outcome:
+    """Explain every source; a failing image is recorded and the run goes on.
+
+    With a single image its error is raised instead (the caller prints it as the run's one error).
+    """
+    from .. import __version__
+
+    labels = getattr(model, "labels", None)
+    classes = num_classes(model, settings.device)
+    target_index = resolve_target(settings.target, labels, classes)
+    if settings.top_k is not None and not 1 <= settings.top_k <= classes:
+        raise TargetError(f"--top-k must be between 1 and {classes}, got {settings.top_k}", "use e.g. --top-k 3")
+    explainers = {name: registry.create(name, model, settings.options) for name in settings.methods}
+
+    images: list[dict[str, Any]] = []
+    failures: list[tuple[str, str]] = []
+    iterator = progress(sources) if progress is not None else sources
+    for source in iterator:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                rendered = explain_image(source, model, explainers, settings, target_index, out_line)
+            notes = captured([w for w in caught if issubclass(w.category, UserWarning)])
+            for note in notes:
+                err_line(f"warning: {source.path}: {note}")
+            rendered.record["warnings"] = notes
+            write(rendered, settings.out)
+        except SaliscopeError as exc:
+            if len(sources) == 1:
+                raise
+            failures.append((source.path, one_line(str(exc))))
+            err_line(f"error: {source.path}: {one_line(str(exc))}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - a bug on one image should not lose the others
+            if len(sources) == 1 or debug:
+                raise
+            reason = f"internal error: {type(exc).__name__}: {one_line(str(exc))}"
+            failures.append((source.path, reason))
+            err_line(f"error: {source.path}: {reason}")
+            continue
+        images.append(rendered.record)
+        out_line(f"  -> {settings.out / source.stem}{os.sep}")
+
+    summary_path = None
+    if images:
+        o = settings.options
+        summary = {
+            "saliscope_version": __version__,
+            "model": {
+                "name": getattr(model, "name", type(model).__name__),
+                "spec": settings.model_spec,
+                "num_classes": classes,
+                "input_size": int(getattr(model.preprocess, "size", 0)),
+            },
+            "device": settings.device,
+            "methods": list(settings.methods),
+            "options": {"seed": o.seed, "n_samples": o.n_samples, "n_steps": o.n_steps, "sigma": o.sigma,
+                        "baseline": o.baseline, "chunk_size": o.chunk_size},
+            "target": settings.target,
+            "alpha": settings.alpha,
+            "top_k": settings.top_k,
+            "evidence": settings.evidence,
+            "images": images,
+            "failures": [{"path": p, "error": e} for p, e in failures],
+        }
+        summary_path = write_summary(settings.out, summary)
+    return Outcome(len(images), failures, summary_path)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
