@@ -5,16 +5,13 @@
 1. Frozen parameters vs parameters requiring grad (Captum leaves them on): bytes autograd saves per row,
    and forward+backward time at a few chunk sizes.
 2. channels_last model + input: time, and how far the gradient moves.
-3. SmoothGrad noise: the current per-sample CPU generator + stack + copy, vs the same draws written
-   straight into one preallocated (pinned on CUDA) buffer and copied once (bit-identical), vs one
-   device-side randn (different numbers; the floor).
+3. SmoothGrad noise: saliscope's ``Noise`` (blocks of 16 draws from seeded generators on the device) vs
+   one CPU generator per sample + stack + copy (the first version; slow on CUDA), vs one device randn.
 4. Overheads: saliscope SmoothGrad-50 / IG-50 vs bare chunked forward+backward at the same chunk size,
    and the first-call cost of measuring a row.
-5. explain() bookkeeping: ``explaining()`` (eval + freeze + restore) runs twice per call (model and
-   compute model are the same object); a prototype that runs it once and only touches what must change
-   (monkeypatched here, bench-only) vs the current code, on Gradient.explain.
-6. channels_last input only (the model is not touched): ``input_gradients`` prototype that feeds the
-   chunk as channels_last and returns a contiguous gradient, on Gradient / SmoothGrad-50 / IG-50.
+5. explain() bookkeeping: saliscope Gradient vs a bare frozen forward+backward, and ``explaining()`` alone.
+6. (CPU only) the channels_last input ``input_gradients`` feeds a conv net vs a contiguous input, on
+   Gradient / SmoothGrad-50 / IG-50, and how far the maps move.
 Results: ``bench/results/tricks-<device>.{md,json}``.
 """
 
@@ -22,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sections = set(args.sections)
 
     import saliscope as ss
-    from saliscope.wrappers.smoothing import noise_sample
+    from saliscope.wrappers.smoothing import Noise
 
     device = pick_device(args.device)
     model, how = load_model(device)
@@ -120,46 +114,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if 3 in sections:
         # 3. SmoothGrad noise --------------------------------------------------------------------------
 
-        def noise_current() -> torch.Tensor:
-            return torch.stack([noise_sample(0, i, shape, device, x.dtype) for i in range(N)])
+        def noise_saliscope() -> torch.Tensor:  # what SmoothGrad does: blocks of 16 draws on the device
+            return Noise(0, shape, device, x.dtype)(list(range(N)))
 
-        pin = device.type == "cuda"
-        buf = torch.empty((N, *shape), dtype=x.dtype, pin_memory=pin)
-
-        def noise_prealloc() -> torch.Tensor:
-            # The same generators and draws, written in place: no per-sample tensor, no stack, one copy.
-            for i in range(N):
-                g = torch.Generator().manual_seed((0 * 1_000_003 + i) % (2**63))
-                torch.randn(shape, generator=g, out=buf[i])
-            return buf.to(device, non_blocking=pin)
-
-        from concurrent.futures import ThreadPoolExecutor
-
-        pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-
-        def _draw(i: int) -> None:
-            g = torch.Generator().manual_seed((0 * 1_000_003 + i) % (2**63))
-            torch.randn(shape, generator=g, out=buf[i])
-
-        def noise_threaded() -> torch.Tensor:
-            # The same per-sample generators, drawn on several CPU threads (torch releases the GIL).
-            list(pool.map(_draw, range(N)))
-            return buf.to(device, non_blocking=pin)
+        def noise_per_sample_cpu() -> torch.Tensor:  # the first version: one CPU generator per sample
+            draws = [torch.randn(shape, generator=torch.Generator().manual_seed(i)) for i in range(N)]
+            return torch.stack(draws).to(device)
 
         dev_gen = torch.Generator(device=device).manual_seed(0)
 
         def noise_device() -> torch.Tensor:
             return torch.randn((N, *shape), generator=dev_gen, device=device, dtype=x.dtype)
 
-        same = bool(torch.equal(noise_current(), noise_prealloc())) and bool(torch.equal(noise_current(),
-                                                                                       noise_threaded()))
-        print(f"3. noise (prealloc identical to current: {same})", flush=True)
-        out["noise"] = interleaved({"current (per-sample gen, stack, .to)": noise_current,
-                                    "same draws into one buffer, one copy": noise_prealloc,
-                                    f"same draws, {pool._max_workers} CPU threads, one copy": noise_threaded,
-                                    "one device randn (different numbers)": noise_device},
+        print("3. noise", flush=True)
+        out["noise"] = interleaved({"saliscope Noise (blocks of 16, on the device)": noise_saliscope,
+                                    "one CPU generator per sample, stack, copy": noise_per_sample_cpu,
+                                    "one device randn (the floor)": noise_device},
                                    device, args.repeats * 2, args.warmup, progress)
-        out["noise_prealloc_identical"] = same
 
     if 4 in sections:
         # 4. overheads ---------------------------------------------------------------------------------
@@ -201,57 +172,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if 5 in sections:
         # 5. explain() bookkeeping ------------------------------------------------------------------------
-        import saliscope.methods.base as base
         from saliscope.core.model_state import explaining
 
         g = ss.Gradient(model)
         g.explain(x, target=c)
 
-        def patched_explain() -> Any:
-            original = base.explaining
-            base.explaining = _once_explaining  # type: ignore[assignment]
-            try:
-                return g.explain(x, target=c)
-            finally:
-                base.explaining = original
-
         def explaining_only() -> None:
-            with explaining(model), explaining(model):
+            with explaining(model):
                 pass
 
-        def once_only() -> None:
-            with _once_explaining(model), _once_explaining(model):
-                pass
-
-        ref = g.explain(x, target=c).attributions
-        out["bookkeeping_identical"] = bool(torch.equal(ref, patched_explain().attributions))
         print("5. explain() bookkeeping", flush=True)
         out["bookkeeping"] = interleaved({
             "bare fwd+bwd, params frozen": lambda: _frozen_grad(model, x, c),
-            "saliscope Gradient (current)": lambda: g.explain(x, target=c),
-            "saliscope Gradient, explaining() prototype": patched_explain,
-            "explaining() x2 alone (current)": explaining_only,
-            "explaining() x2 alone (prototype)": once_only,
+            "saliscope Gradient": lambda: g.explain(x, target=c),
+            "explaining() alone": explaining_only,
         }, device, max(args.repeats * 6, 20), args.warmup + 2, progress=None)
 
-    if 6 in sections:
-        # 6. channels_last input (model untouched) -----------------------------------------------------
-        import saliscope.methods.gradient as gradient_mod
-        import saliscope.methods.integrated_gradients as ig_mod
+    if 6 in sections and device.type == "cpu":
+        # 6. channels_last input (what input_gradients does on CPU) vs contiguous -------------------------
+        from saliscope.methods import gradient as gradient_mod
 
-        original = gradient_mod.input_gradients
-
-        def cl_input_gradients(net: Any, xx: torch.Tensor, target: Any, meter: Any) -> Any:
-            grad, scores = original(net, xx.contiguous(memory_format=torch.channels_last), target, meter)
-            return grad.contiguous(), scores
-
-        def with_cl(fn: Any) -> Any:
+        def contiguous(fn: Any) -> Any:
             def call() -> Any:
-                gradient_mod.input_gradients = ig_mod.input_gradients = cl_input_gradients
+                gradient_mod._CHANNELS_LAST[model] = False
                 try:
                     return fn()
                 finally:
-                    gradient_mod.input_gradients = ig_mod.input_gradients = original
+                    gradient_mod._CHANNELS_LAST[model] = True
             return call
 
         explainers = {
@@ -263,10 +210,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         diffs = {}
         for name, e in explainers.items():
             run = (lambda e: lambda: e.explain(x, target=c))(e)
-            a, b = run().attributions, with_cl(run)().attributions
+            a, b = run().attributions, contiguous(run)().attributions
             diffs[name] = {"max_abs_diff": float((a - b).abs().max()), "max_abs": float(a.abs().max())}
-            fns[f"{name} (current)"] = run
-            fns[f"{name}, channels_last input"] = with_cl(run)
+            fns[f"{name} (channels_last input, the default)"] = run
+            fns[f"{name}, contiguous input"] = contiguous(run)
         print("6. channels_last input", flush=True)
         out["cl_input"] = interleaved(fns, device, args.repeats, args.warmup, progress)
         out["cl_input_diffs"] = diffs
@@ -278,33 +225,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     md_path, js_path = write_results(f"tricks-{device.type}", md, {"environment": env, **out})
     print(f"written: {md_path}  {js_path}")
     return out
-
-
-_ACTIVE: set[int] = set()
-
-
-@contextmanager
-def _once_explaining(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Prototype of a cheaper ``explaining()``: a no-op when already active on this model; otherwise
-    flips only modules still in training mode and parameters still requiring grad, and restores those."""
-    if id(model) in _ACTIVE:
-        yield model
-        return
-    training = [m for m in model.modules() if m.training]
-    live = [p for p in model.parameters() if p.requires_grad]
-    _ACTIVE.add(id(model))
-    try:
-        if training:
-            model.eval()
-        for p in live:
-            p.requires_grad_(False)
-        yield model
-    finally:
-        _ACTIVE.discard(id(model))
-        for m in training:
-            m.training = True
-        for p in live:
-            p.requires_grad_(True)
 
 
 def _frozen_grad(model: torch.nn.Module, x: torch.Tensor, c: int) -> torch.Tensor:
@@ -336,17 +256,15 @@ def render(env: dict[str, Any], out: dict[str, Any]) -> str:
         lines += [f"### 2. channels_last — gradient max |Δ| {out['channels_last_max_abs_diff']:.2e}, "
                   f"relative L2 {out['channels_last_rel_diff']:.2e}", "", *_table(out["channels_last"]), ""]
     if "noise" in out:
-        lines += [f"### 3. SmoothGrad noise for 50 samples (same-draw variants bit-identical: "
-                  f"{out['noise_prealloc_identical']})", "", *_table(out["noise"]), ""]
+        lines += ["### 3. SmoothGrad noise for 50 samples", "", *_table(out["noise"]), ""]
     if "overheads" in out:
         lines += [f"### 4. Overheads (chunk {out['overheads_chunk']})", "", *_table(out["overheads"]), ""]
     if "bookkeeping" in out:
-        lines += [f"### 5. explain() bookkeeping (prototype gives identical attributions: "
-                  f"{out['bookkeeping_identical']})", "", *_table(out["bookkeeping"]), ""]
+        lines += ["### 5. explain() bookkeeping", "", *_table(out["bookkeeping"]), ""]
     if "cl_input" in out:
         d = "; ".join(f"{k} max |Δ| {v['max_abs_diff']:.1e} (max |attr| {v['max_abs']:.1e})"
                       for k, v in out["cl_input_diffs"].items())
-        lines += ["### 6. channels_last input only (model untouched; prototype monkeypatched in bench) — " + d, "",
+        lines += ["### 6. channels_last input (model untouched) vs contiguous — " + d, "",
                   *_table(out["cl_input"]), ""]
     return "\n".join(lines)
 

@@ -104,3 +104,34 @@ def test_guided_backprop_with_reused_inplace_relu_matches_manual_rule(cnn, batch
 def test_guided_backprop_needs_activation_modules(linear, batch):
     with pytest.raises(MethodError, match="activation modules"):
         ss.GuidedBackprop(linear).explain(batch, target=0)
+
+
+class ViewsItsInput(torch.nn.Module):
+    """A conv net that flattens its raw input with .view(), which a channels_last tensor cannot do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 3, padding=1)
+        self.fc = torch.nn.Linear(3 * 8 * 8 + 2, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.conv(x).mean((2, 3))
+        return self.fc(torch.cat([x.view(x.shape[0], -1), pooled], 1))
+
+
+def test_model_that_views_its_input_gets_a_contiguous_input(batch):
+    from saliscope.methods import gradient
+
+    model = ViewsItsInput().eval()
+    x = batch.detach().requires_grad_(True)
+    (expected,) = torch.autograd.grad(model(x)[:, 1].sum(), x)
+    e = ss.Gradient(model).explain(batch, target=1)
+    torch.testing.assert_close(e.attributions, expected)
+    assert gradient._CHANNELS_LAST[model] is False
+    assert e.cost.forward_passes == 3
+
+
+def test_channels_last_input_gives_the_contiguous_answer(cnn, batch):
+    x = batch.detach().requires_grad_(True)
+    (expected,) = torch.autograd.grad(cnn(x)[:, 2].sum(), x)
+    torch.testing.assert_close(ss.Gradient(cnn).explain(batch, target=2).attributions, expected)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import saliscope as ss
-from saliscope.wrappers.smoothing import noise_sample
+from saliscope.wrappers.smoothing import Noise
 
 
 @pytest.mark.parametrize("inner", ["gradient", "ig", "guided"])
@@ -22,7 +22,7 @@ def test_smoothgrad_equals_the_mean_of_noisy_gradients(cnn, batch):
     e = ss.SmoothGrad(ss.Gradient(cnn), n_samples=n, sigma=sigma, seed=seed, chunk_size=4).explain(batch, target=2)
     grads = []
     for i in range(n):
-        noise = noise_sample(seed, i, batch.shape[1:], batch.device, batch.dtype)
+        noise = Noise(seed, batch.shape[1:], batch.device, batch.dtype)([i])[0]
         std = sigma * (batch.flatten(1).amax(1) - batch.flatten(1).amin(1)).view(-1, 1, 1, 1)
         grads.append(ss.Gradient(cnn).explain(batch + std * noise, target=2).attributions)
     g = torch.stack(grads)
@@ -59,3 +59,14 @@ def test_rejects_bad_arguments(cnn):
         ss.SmoothGrad(ss.Gradient(cnn), mode="median")
     with pytest.raises(ss.SaliscopeError, match="explainer"):
         ss.SmoothGrad(cnn)
+
+
+def test_noise_does_not_depend_on_how_samples_are_requested():
+    whole = Noise(5, torch.Size((3, 4, 4)), torch.device("cpu"), torch.float32)(list(range(40)))
+    pieces = Noise(5, torch.Size((3, 4, 4)), torch.device("cpu"), torch.float32)
+    again = torch.cat([pieces([i]) for i in reversed(range(40))]).flip(0)
+    torch.testing.assert_close(whole, again, rtol=0, atol=0)
+    picked = pieces([33, 2, 17, 17])
+    torch.testing.assert_close(picked, whole[[33, 2, 17, 17]], rtol=0, atol=0)
+    assert not torch.equal(whole[0], whole[16])  # blocks have different seeds
+    assert abs(float(whole.mean())) < 0.05 and abs(float(whole.std()) - 1) < 0.05

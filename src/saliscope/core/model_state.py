@@ -19,19 +19,28 @@ from torch.utils.hooks import RemovableHandle
 
 @contextmanager
 def explaining(model: nn.Module) -> Iterator[nn.Module]:
-    """Eval mode and frozen parameters for the duration of the block; restored in ``finally``."""
+    """Eval mode and frozen parameters for the duration of the block; restored in ``finally``.
+
+    Only what has to change is touched (modules still in training mode, parameters still requiring
+    grad), and exactly those are put back: cheap when the model is already in eval mode, and correct
+    when blocks nest on the same model.
+    """
     modes = [(m, m.training) for m in model.modules()]
-    grads = [(p, p.requires_grad) for p in model.parameters()]
+    switch = any(was_training for _, was_training in modes)
+    live = [p for p in model.parameters() if p.requires_grad]
     try:
-        model.eval()
-        for p, _ in grads:
+        if switch:
+            model.eval()  # through eval(), so a model that overrides train() gets its own eval mode
+        for p in live:
             p.requires_grad_(False)
         yield model
     finally:
-        for m, was_training in modes:
-            m.training = was_training
-        for p, required in grads:
-            p.requires_grad_(required)
+        if switch:
+            for m, was_training in modes:
+                if m.training != was_training:
+                    m.training = was_training
+        for p in live:
+            p.requires_grad_(True)
 
 
 ForwardHook = Callable[[nn.Module, tuple[Any, ...], Any], Any]

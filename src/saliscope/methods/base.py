@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from contextlib import nullcontext
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -109,7 +110,9 @@ class Explainer(ABC):
         target_obj = as_target(target, labels=getattr(self.model, "labels", None))
         net = self.compute_model()
         device = model_device(net)
-        with explaining(self.model), explaining(net), CostMeter(device) as meter:
+        # The compute model is the model itself unless it is a converted (float32) copy; guard both.
+        guard_copy = explaining(net) if net is not self.model else nullcontext()
+        with explaining(self.model), guard_copy, CostMeter(device) as meter:
             xin = x.detach().to(device=device, dtype=self.compute_dtype(x))
             bound, scores = self._bind(net, xin, target_obj, meter)
             result = self._attribute(net, xin, bound, meter)
