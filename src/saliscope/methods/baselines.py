@@ -9,7 +9,6 @@ from typing import Literal, Union
 
 import torch
 from torch import Tensor, nn
-from torchvision.transforms.functional import gaussian_blur
 
 from ..core.errors import InputError, MethodError
 
@@ -66,6 +65,8 @@ class Blur(Baseline):
             raise MethodError(f"blur sigma must be > 0, got {self.sigma}", "use e.g. Blur(sigma=10)")
         side = min(x.shape[-2:])
         kernel = min(2 * math.ceil(3 * self.sigma) + 1, side - 1 if side % 2 == 0 else side)
+        from torchvision.transforms.functional import gaussian_blur  # torchvision costs ~1.7 s to import
+
         return gaussian_blur(x, [kernel, kernel], [self.sigma, self.sigma])
 
     def describe(self) -> str:

@@ -24,3 +24,13 @@ def short_list(items: Sequence[str], limit: int = 5) -> str:
 def close_names(name: str, choices: Sequence[str], n: int = 4) -> str:
     """A short "did you mean" list for an error's fix line ("" when nothing is close)."""
     return ", ".join(difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5))
+
+
+def mismatch(wrong_shape: Sequence[str], missing: Sequence[str], unexpected: Sequence[str], limit: int = 5) -> str:
+    """``"shape mismatch: ...; missing keys: ...; unexpected keys: ..."`` for the non-empty lists ("" if none)."""
+    parts = [
+        f"{what}: {short_list(items, limit)}"
+        for what, items in (("shape mismatch", wrong_shape), ("missing keys", missing), ("unexpected keys", unexpected))
+        if items
+    ]
+    return "; ".join(parts)

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from saliscope.core.errors import ModelLoadError
 
-from ._messages import describe, short_list
+from ._messages import describe, mismatch
 from .preprocess import Preprocess
 
 TIMM_ARCH = "tf_efficientnet_lite0"
@@ -147,14 +147,7 @@ def convert_state_dict(
         if k not in out and k not in wrong_shape
     ]
     if unknown or mismatched or missing:
-        parts = []
-        if mismatched:
-            parts.append(f"shape mismatch: {short_list(mismatched)}")
-        if unknown:
-            parts.append(f"unexpected keys: {short_list(unknown)}")
-        if missing:
-            parts.append(f"missing keys: {short_list(missing)}")
-        raise ModelLoadError("the weights do not fit EfficientNet-Lite0 (" + "; ".join(parts) + ")", fix)
+        raise ModelLoadError(f"the weights do not fit EfficientNet-Lite0 ({mismatch(mismatched, missing, unknown)})", fix)
     return out
 
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from saliscope.core.errors import ModelLoadError
 
-from ._messages import describe, short_list
+from ._messages import describe, mismatch, short_list
 
 MODEL_FILE_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors", ".bin", ".pkl")
 # Wrappers that prefix every key: DataParallel/DDP ("module."), torch.compile ("_orig_mod.").
@@ -203,15 +203,8 @@ def load_strict(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: s
         if k in target and tuple(v.shape) != tuple(target[k].shape)
     ]
     if missing or unexpected or wrong:
-        parts = []
-        if wrong:
-            parts.append(f"shape mismatch: {short_list(wrong, 3)}")
-        if missing:
-            parts.append(f"missing keys: {short_list(missing, 3)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {short_list(unexpected, 3)}")
         raise ModelLoadError(
-            f"the weights in {source} do not fit {arch} (" + "; ".join(parts) + ")",
+            f"the weights in {source} do not fit {arch} ({mismatch(wrong, missing, unexpected, limit=3)})",
             "pass the --arch the weights were trained with (e.g. timm:resnet18 or torchvision:resnet50)",
         )
     model.load_state_dict(state_dict, strict=True)
