@@ -47,7 +47,7 @@ def test_chunker_measures_saved_bytes_once_and_sizes_chunks_from_the_budget():
     x = torch.randn(10, 1000, requires_grad=True)
     chunker = Chunker(memory_budget=3 * 4000)  # ~3 rows of the 4000-byte input that Linear saves
     spans = []
-    for a, b in chunker.spans(10, key=("k",), device=x.device, params=list(lin.parameters())):
+    for a, b in chunker.spans(10, key=("k",), device=x.device, params=lin.parameters):
         spans.append((a, b))
         lin(x[a:b]).sum()  # the work for this span runs inside the counting block on the first span
     assert spans[0] == (0, 1)

@@ -8,7 +8,7 @@ autograd keeps for the backward pass. The figure is cached per input shape, so l
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -70,13 +70,14 @@ class Chunker:
         *,
         key: tuple[object, ...],
         device: torch.device,
-        params: list[Tensor] | None = None,
+        params: Callable[[], Iterable[Tensor]] | None = None,
     ) -> Iterator[tuple[int, int]]:
         """Yield ``(start, stop)`` spans covering ``range(n_rows)``.
 
         When the cost per row for ``key`` is unknown, the first span is a single row run under a
         saved-tensor counter (the consumer's work for that span runs while this generator is suspended
-        inside the counting block).
+        inside the counting block). ``params`` (e.g. ``model.parameters``) lists tensors the counter must
+        not charge to the row; it is only called then.
         """
         if n_rows <= 0:
             return
@@ -87,7 +88,7 @@ class Chunker:
             return
         start = 0
         if key not in self._bytes_per_row:
-            counter = _SavedBytes({p.data_ptr() for p in (params or [])})
+            counter = _SavedBytes({p.data_ptr() for p in (params() if params else ())})
             with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
                 yield 0, 1
             self._bytes_per_row[key] = max(counter.total, 1)

@@ -25,9 +25,12 @@ def explaining(model: nn.Module) -> Iterator[nn.Module]:
     grad), and exactly those are put back: cheap when the model is already in eval mode, and correct
     when blocks nest on the same model.
     """
-    modes = [(m, m.training) for m in model.modules()]
+    modules = list(model.modules())
+    modes = [(m, m.training) for m in modules]
     switch = any(was_training for _, was_training in modes)
-    live = [p for p in model.parameters() if p.requires_grad]
+    # One walk over the modules serves both lists (parameters() would walk them again); a parameter
+    # shared by two modules appears twice, which is harmless for set-and-restore.
+    live = [p for m in modules for p in m._parameters.values() if p is not None and p.requires_grad]
     try:
         if switch:
             model.eval()  # through eval(), so a model that overrides train() gets its own eval mode

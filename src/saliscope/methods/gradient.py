@@ -71,7 +71,7 @@ class Gradient(Explainer):
         grads = torch.empty_like(x)
         scores = x.new_empty(x.shape[0])
         spans = self.chunker.spans(
-            int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=list(net.parameters())
+            int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters
         )
         for start, stop in spans:
             rows = torch.arange(start, stop)

@@ -74,7 +74,7 @@ class IntegratedGradients(Explainer):
         weights = self.weights.to(device=x.device, dtype=x.dtype)
         total = torch.zeros_like(x)
         # Row r of the flattened work is path point (sample r // steps, step r % steps).
-        spans = self.chunker.spans(n * steps, key=self.chunk_key(x), device=x.device, params=list(net.parameters()))
+        spans = self.chunker.spans(n * steps, key=self.chunk_key(x), device=x.device, params=net.parameters)
         for start, stop in spans:
             rows = torch.arange(start, stop, device=x.device)
             sample, step = rows // steps, rows % steps
