@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print("5. explain() bookkeeping", flush=True)
         out["bookkeeping"] = interleaved({
             "bare fwd+bwd, params frozen": lambda: _frozen_grad(model, x, c),
+            "bare fwd+bwd, params frozen, input converted to channels_last":
+                lambda: _frozen_grad(model, x.contiguous(memory_format=torch.channels_last), c),
             "saliscope Gradient": lambda: g.explain(x, target=c),
             "explaining() alone": explaining_only,
         }, device, max(args.repeats * 6, 20), args.warmup + 2, progress=None)
