@@ -29,3 +29,23 @@ def test_sample_images() -> None:
     assert all(isinstance(im, Image.Image) and im.mode == "RGB" for im in samples.values())
     assert samples["chelsea"].size == (451, 300)
     assert samples["coffee"].size == (600, 400)
+
+
+def test_list_images_unlistable_folder_is_an_image_error(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    import pytest
+
+    from saliscope.core.errors import ImageError
+
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):  # chmod 000 does not stop root, so the refusal is simulated
+        if self == tmp_path:
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    with pytest.raises(ImageError, match="no permission to list the folder") as info:
+        list_images([tmp_path])
+    assert "permissions" in info.value.fix

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -99,9 +100,9 @@ def test_bomb_warning_filter_stays_local(tmp_path: Path, monkeypatch: pytest.Mon
 def test_too_small(tmp_path: Path, size: tuple[int, int]) -> None:
     path = tmp_path / "tiny.png"
     Image.new("RGB", size).save(path)
-    with pytest.raises(ImageError, match=f"image is {size[0]}×{size[1]} pixels; need at least 8×8"):
-        load_image(path)
-    with pytest.raises(ImageError, match="need at least 8×8"):
+    with pytest.raises(ImageError, match=f"tiny.png is {size[0]}×{size[1]} pixels; need at least 8×8"):
+        load_image(path)  # the file is named, like every other error about a file
+    with pytest.raises(ImageError, match=f"^image is {size[0]}×{size[1]} pixels; need at least 8×8"):
         load_image(np.zeros((size[1], size[0], 3), np.uint8))
 
 
@@ -255,3 +256,58 @@ def test_pil_input_is_not_modified() -> None:
     image = Image.new("RGBA", (16, 16), (1, 2, 3, 0))
     out = load_image(image)
     assert image.mode == "RGBA" and out is not image
+
+
+def test_symlink_loop_and_broken_link(tmp_path: Path) -> None:
+    (tmp_path / "a.png").symlink_to(tmp_path / "b.png")
+    (tmp_path / "b.png").symlink_to(tmp_path / "a.png")
+    with pytest.raises(ImageError, match="is a symbolic link that loops back on itself") as info:
+        load_image(tmp_path / "a.png")
+    assert "pass the image file itself" in info.value.fix
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(ImageError, match=r"is a broken symbolic link \(its target .*gone\.png does not exist\)"):
+        load_image(tmp_path / "dangling.png")
+
+
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "locked.png"
+    Image.new("RGB", (16, 16)).save(path)
+    path.chmod(0)
+    try:
+        if os.access(path, os.R_OK):  # root ignores the mode: simulate what everyone else gets
+            real_open = Image.open
+
+            def refuse(fp, *args, **kwargs):
+                if Path(fp) == path:
+                    raise PermissionError(13, "Permission denied", str(fp))
+                return real_open(fp, *args, **kwargs)
+
+            monkeypatch.setattr(Image, "open", refuse)
+        with pytest.raises(ImageError, match="no permission to read"):
+            load_image(path)
+    finally:
+        path.chmod(0o644)
+
+
+def test_png_with_a_jpg_name_is_read_by_its_content(tmp_path: Path) -> None:
+    arr = skimage.data.chelsea()
+    Image.fromarray(arr).save(tmp_path / "really_a_png.jpg", format="PNG")
+    assert np.array_equal(np.asarray(load_image(tmp_path / "really_a_png.jpg")), arr)
+
+
+def test_file_in_a_folder_that_cannot_be_searched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from saliscope.io import list_images
+
+    path = tmp_path / "locked" / "photo.png"
+    real_stat = Path.stat
+
+    def stat(self, **kwargs):  # what stat() gives everyone but root under a folder of mode 0o600
+        if self.parent == path.parent:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert list_images([path]) == [path]  # kept, so that load_image can say what is wrong
+    with pytest.raises(ImageError, match="no permission to reach .*photo.png") as info:
+        load_image(path)
+    assert "permissions of the folders" in info.value.fix

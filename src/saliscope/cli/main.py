@@ -217,7 +217,37 @@ def _settings(options: dict[str, Any], **fields: Any) -> Any:
 def _load_model(spec: str | None, arch: str | None, device: str) -> Any:
     from ..models import load_model
 
-    return load_model(spec, arch=arch, device=device)
+    try:
+        return load_model(spec, arch=arch, device=device)
+    except SaliscopeError as exc:
+        problem, fix = _cli_wording(exc.problem), None if exc.fix is None else _cli_wording(exc.fix)
+        if (problem, fix) == (exc.problem, exc.fix):
+            raise
+        raise type(exc)(problem, fix or None) from exc
+
+
+# The model loader's messages are written for Python callers (``load_model(path, arch=...)``,
+# ``pretrained=False``); on the command line the same advice reads as options.
+_CLI_WORDING: tuple[tuple[str, str], ...] = (
+    (r"\s*\(in Python: [^()]*(?:\([^()]*\))?[^()]*\)", ""),
+    (r"load_model\('([^']*)', arch='([^']*)'\)", r"--model \1 --arch \2"),
+    (r"^pass pretrained=False, or ", ""),
+    (r",? or (?:pass )?pretrained=False", ""),
+    (r"^pass pretrained=False$", "pick another model, or pass a weights file with --model FILE --arch ARCH"),
+    (r"\barch=('[^']*') is only used", r"--arch \1 is only used"),
+    (r"\bdrop arch=,", "drop --arch,"),
+    (r"pass the weights file as the model", "pass the weights file with --model"),
+    (r"\bdevice='([^']*)'", r"--device \1"),
+)
+
+
+def _cli_wording(text: str) -> str:
+    """A library message with its Python-call advice turned into command-line options."""
+    import re
+
+    for pattern, replacement in _CLI_WORDING:
+        text = re.sub(pattern, replacement, text)
+    return text
 
 
 def _run(ctx: click.Context, sources: Sequence[Any], model: Any, settings: Any) -> None:

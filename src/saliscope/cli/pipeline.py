@@ -2,7 +2,8 @@
 
 For one image: read it, predict (top-5), explain the chosen class(es) with every method, render the
 overlays and the panel in memory, and only then write the files. A failure anywhere before the writes
-leaves nothing on disk for that image; each write is atomic, so a file is either complete or absent.
+leaves nothing on disk for that image; each write is atomic, so a file is either complete or absent,
+and a write that fails part-way removes the image's files already written (and any folder it made).
 
 ``OUT/summary.json`` layout::
 
@@ -21,6 +22,7 @@ leaves nothing on disk for that image; each write is atomic, so a file is either
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -79,8 +81,13 @@ def method_names(values: Sequence[str]) -> tuple[str, ...]:
     """``("gradient,smoothgrad", "all")`` → registry names, in order, without repeats."""
     names: list[str] = []
     for value in values:
-        for part in value.split(","):
-            part = part.strip()
+        parts = [part.strip() for part in value.split(",")]
+        if len(parts) > 1 and not all(parts):
+            raise SaliscopeError(
+                f"--method {value!r} has an empty name (a stray comma)",
+                "separate method names with single commas, e.g. --method gradient,smoothgrad",
+            )
+        for part in parts:
             if not part:
                 continue
             wanted = registry.available() if part.lower() == "all" else [registry.get(part).name]
@@ -91,24 +98,50 @@ def method_names(values: Sequence[str]) -> tuple[str, ...]:
 
 
 def file_sources(paths: Sequence[str]) -> tuple[list[Source], list[str]]:
-    """Expand folders into their images; returns the sources and warnings about empty folders."""
+    """Expand folders into their images; returns the sources and notes (none at present).
+
+    A folder that holds no images, or cannot be listed, becomes a source whose reading fails: like
+    a bad image it is the run's one error when alone, and is listed among the failures otherwise.
+    """
     from ..io import list_images
 
     sources: list[Source] = []
     notes: list[str] = []
     for given in paths:
-        found = list_images([given])
-        if not found and Path(given).is_dir():
-            notes.append(f"no images found in folder {given}")
+        try:
+            found = list_images([given])
+            if not found and _is_dir(Path(given)):
+                raise ImageError(
+                    f"no images found in the folder {given}",
+                    "pass image files (.jpg, .png, ...) or a folder that contains some",
+                )
+        except ImageError as exc:
+            sources.append(Source(given, _stem(Path(given).name), _failing(exc)))
+            continue
         for path in found:
-            sources.append(Source(str(path), path.stem, _reader(path)))
+            sources.append(Source(str(path), _stem(path.stem), _reader(path)))
     if not sources:
-        where = ", ".join(paths)
-        raise ImageError(
-            f"no images found in {where}",
-            "pass image files (.jpg, .png, ...) or a folder that contains some",
-        )
+        raise ImageError("no image given", "pass image files (.jpg, .png, ...) or folders that contain some")
     return unique_stems(sources), notes
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+def _stem(stem: str) -> str:
+    """An output folder name: "..png" has the stem ".", which would be OUT itself."""
+    return "image" if stem.strip(".") == "" else stem
+
+
+def _failing(error: ImageError) -> Callable[[], Image.Image]:
+    def read() -> Image.Image:
+        raise error
+
+    return read
 
 
 def _reader(path: Path) -> Callable[[], Image.Image]:
@@ -142,14 +175,67 @@ def check_device(device: str) -> str:
         parsed = torch.device(device)
     except (RuntimeError, ValueError):
         raise SaliscopeError(f"unknown device {device!r}", "use --device cpu or --device cuda") from None
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise SaliscopeError("--device cuda was asked for but no CUDA GPU is available", "use --device cpu")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SaliscopeError(f"--device {device} was asked for but no CUDA GPU is available", "use --device cpu")
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise SaliscopeError(
+                f"--device {device} was asked for but this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})",
+                "use --device cuda:0, or --device cpu",
+            )
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise SaliscopeError(f"--device {device} was asked for but MPS is not available", "use --device cpu")
+    elif parsed.type != "cpu":
+        backend = getattr(torch, parsed.type, None)  # torch.xpu and other accelerator back-ends
+        if not callable(getattr(backend, "is_available", None)):
+            raise SaliscopeError(f"--device {device} cannot run a model", "use --device cpu or --device cuda")
+        if not backend.is_available():
+            raise SaliscopeError(f"--device {device} was asked for but it is not available", "use --device cpu")
     return device
 
 
 def check_out(out: Path) -> Path:
+    """The output folder, checked before any work: it (or the folder it will be made in) must be writable.
+
+    Nothing is created here: a run whose every image fails leaves no output folder behind.
+    """
+    try:
+        return _check_out(out)
+    except PermissionError as exc:  # a folder on the way that cannot be searched
+        raise SaliscopeError(
+            f"no permission to reach the output folder {out} (a folder on its path cannot be searched)",
+            "pass a folder you can write to with --out",
+        ) from exc
+    except OSError as exc:
+        raise SaliscopeError(
+            f"cannot use the output folder {out} ({exc.strerror or exc})", "pass another --out folder"
+        ) from exc
+
+
+def _check_out(out: Path) -> Path:
     if out.exists() and not out.is_dir():
         raise SaliscopeError(f"the output path {out} exists and is not a folder", "pass another --out folder")
+    existing = out
+    while not existing.exists():
+        if existing.is_symlink():
+            raise SaliscopeError(f"the output path {existing} is a broken symbolic link", "pass another --out folder")
+        parent = existing.parent
+        if parent == existing:
+            break
+        existing = parent
+    if not existing.is_dir():
+        raise SaliscopeError(
+            f"the output folder {out} cannot be created: {existing} is a file, not a folder",
+            "pass another --out folder",
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == out else f" (it would be created in {existing})"
+        raise SaliscopeError(
+            f"no permission to write to the output folder {out}{where}",
+            "pass a folder you can write to with --out",
+        )
     return out
 
 
@@ -165,6 +251,8 @@ def num_classes(model: nn.Module, device: str) -> int:
 def resolve_target(text: str, labels: Sequence[str] | None, classes: int) -> int | None:
     """``predicted`` → None; an index or a label name → a checked class index."""
     t = text.strip()
+    if not t:
+        raise TargetError("--target is empty", f"pass 'predicted', a class index 0..{classes - 1} or a label name")
     if t.lower() in ("predicted", "top1", "top-1"):
         return None
     if t.lstrip("+-").isdigit():
@@ -175,9 +263,45 @@ def resolve_target(text: str, labels: Sequence[str] | None, classes: int) -> int
                 "pick an index in that range, or a label name",
             )
         return index
+    if _is_number(t) and not (labels and t in labels):
+        raise TargetError(
+            f"--target {text!r} is not a whole class index",
+            f"pass an integer from 0 to {classes - 1}, e.g. --target 281, or a label name",
+        )
     if not labels:
         raise TargetError(f"--target {text!r} is a label name but the model has no labels", "pass a class index")
-    return label_index(t, labels)
+    try:
+        return label_index(t, labels)
+    except TargetError:
+        raise TargetError(f"unknown label {t!r}", _label_hint(t, labels, classes)) from None
+
+
+def _words(text: str) -> set[str]:
+    return set(text.lower().replace("-", " ").replace("_", " ").split())
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _label_hint(text: str, labels: Sequence[str], classes: int) -> str:
+    """"did you mean ...?": near spellings, then labels that share a word ("cat" → "tiger cat"), then the rest."""
+    import difflib
+
+    by_lower = {name.lower(): name for name in labels}
+    near = difflib.get_close_matches(text.lower(), list(by_lower), n=3, cutoff=0.85)  # "hot dog" → "hotdog"
+    close = [by_lower[m] for m in difflib.get_close_matches(text.lower(), list(by_lower), n=3, cutoff=0.6)]
+    words = {w for w in _words(text) if len(w) > 2}
+    sharing = sorted((name for name in labels if words & _words(name)), key=lambda name: -len(words & _words(name)))
+    suggestions = list(dict.fromkeys([by_lower[m] for m in near] + sharing[:3] + close + sharing[3:]))[:4]
+    numbers = f"or pass a class index 0..{classes - 1}"
+    if not suggestions:
+        return f"pass a label name exactly as the model spells it (e.g. {labels[0]!r}), {numbers}"
+    return f"did you mean {', '.join(repr(s) for s in suggestions)}? ({numbers})"
 
 
 def label_of(labels: Sequence[str] | None, index: int) -> str:
@@ -286,12 +410,28 @@ def _method_record(e: Any, title: str, batch: int, reduce: str, evidence: str, p
 
 
 def write(rendered: Rendered, out: Path) -> None:
-    for relative, obj, saver in rendered.files:
-        path = out / relative
-        try:
+    """Write one image's files: all of them, or (on a failure) none of them and no new empty folder."""
+    paths = [out / relative for relative, _obj, _saver in rendered.files]
+    folders = {p.parent for p in paths} | {out, *out.parents}
+    new_folders = sorted((f for f in folders if not f.exists()), key=lambda f: len(f.parts), reverse=True)
+    written: list[Path] = []
+    path = out
+    try:
+        for path, (_relative, obj, saver) in zip(paths, rendered.files):
             saver(obj, path)
-        except OSError as exc:
-            raise SaliscopeError(f"cannot write {path}: {exc.strerror or exc}", "check --out and free disk space") from exc
+            written.append(path)
+    except BaseException as exc:
+        for done in written:
+            with contextlib.suppress(OSError):
+                done.unlink()
+        for folder in new_folders:  # deepest first; only the ones this call created, once empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(exc, OSError):
+            raise SaliscopeError(
+                f"cannot write {path}: {exc.strerror or exc}", "check --out and free disk space"
+            ) from exc
+        raise
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> Path:

@@ -9,6 +9,7 @@ never written: they belong to the caller's process.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import warnings
@@ -41,6 +42,8 @@ def load_image(source: ImageSource) -> Image.Image:
         image = _from_array(source, what="array")
     elif isinstance(source, (str, os.PathLike)):
         image = _open(Path(source))
+        _check_size(image, what=str(source))
+        return image
     else:
         raise ImageError(
             f"cannot read an image from a {type(source).__name__}",
@@ -54,18 +57,26 @@ def list_images(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
     """Expand directories into their image files (by suffix, sorted, not recursive); keep other paths.
 
     A path that does not exist, or a file with any suffix, is kept as given so that
-    :func:`load_image` can say what is wrong with it.
+    :func:`load_image` can say what is wrong with it. A folder that cannot be listed (no
+    permission) raises :class:`ImageError`.
     """
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     out: list[Path] = []
     for item in items:
         path = Path(item)
-        if path.is_dir():
+        if _is_dir(path):
+            try:
+                entries = list(path.iterdir())
+            except PermissionError as exc:
+                raise ImageError(f"no permission to list the folder {path}",
+                                 "check the folder's permissions (it needs read and execute)") from exc
+            except OSError as exc:
+                raise ImageError(f"cannot list the folder {path} ({_first_line(exc)})", "check the path") from exc
             # Dotfiles are skipped: macOS "._photo.jpg" resource forks are not images.
             out.extend(
                 sorted(
                     p
-                    for p in path.iterdir()
+                    for p in entries
                     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
                 )
             )
@@ -77,6 +88,14 @@ def list_images(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
 # ----- files ----------------------------------------------------------------------------------------
 
 
+def _is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False where the path cannot even be looked at (load_image then says why)."""
+    try:
+        return path.is_dir()
+    except OSError:  # EACCES from a folder on the way that cannot be searched
+        return False
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0][:160]}" if lines else type(exc).__name__
@@ -85,6 +104,8 @@ def _first_line(exc: BaseException) -> str:
 def _check_file(path: Path) -> None:
     try:
         if not path.exists():
+            if path.is_symlink():
+                raise _bad_link(path)
             raise ImageError(f"image file not found: {path}", "check the path and its spelling")
         if path.is_dir():
             raise ImageError(
@@ -92,10 +113,31 @@ def _check_file(path: Path) -> None:
                 "pass an image file, or expand the folder with saliscope.io.list_images()",
             )
         empty = path.stat().st_size == 0
+    except PermissionError as exc:  # a folder on the way that cannot be searched
+        raise ImageError(
+            f"no permission to reach {path} (a folder on its path cannot be searched)",
+            "check the permissions of the folders on the path",
+        ) from exc
     except OSError as exc:  # a name too long, a broken mount: the path itself is unusable
         raise ImageError(f"cannot access {path} ({_first_line(exc)})", "check the path") from exc
     if empty:
         raise ImageError(f"{path} is empty (0 bytes)", "re-download or re-export the image")
+
+
+def _bad_link(path: Path) -> ImageError:
+    """The error for a symbolic link that leads nowhere: a loop, or a target that does not exist."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return ImageError(f"{path} is a symbolic link that loops back on itself",
+                              "point the link at an image file, or pass the image file itself")
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return ImageError(f"{path} is a broken symbolic link (its target {target} does not exist)",
+                      "point the link at an existing image file, or pass the image file itself")
 
 
 def _open(path: Path) -> Image.Image:
@@ -143,11 +185,11 @@ def _upright(image: Image.Image) -> Image.Image:
         return image.copy()  # a copy: the caller may close the original file-backed image
 
 
-def _check_size(image: Image.Image) -> None:
+def _check_size(image: Image.Image, what: str = "image") -> None:
     width, height = image.size
     if width < MIN_SIDE or height < MIN_SIDE:
         raise ImageError(
-            f"image is {width}×{height} pixels; need at least {MIN_SIDE}×{MIN_SIDE}",
+            f"{what} is {width}×{height} pixels; need at least {MIN_SIDE}×{MIN_SIDE}",
             "use a larger image",
         )
 
