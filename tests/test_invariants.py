@@ -140,10 +140,36 @@ def test_half_precision_model_is_explained_in_float32_and_left_half(name, batch)
     assert torch.nn.functional.cosine_similarity(e.attributions.flatten(), reference.flatten(), dim=0) > 0.95
 
 
+def test_converted_copy_follows_weight_changes_between_calls(batch):
+    half = SmallCNN().eval().to(torch.bfloat16)
+    explainer = ss.Gradient(half)
+    before = explainer.explain(batch.to(torch.bfloat16), target=1).attributions
+    with torch.no_grad():
+        half.fc.weight.mul_(-1)  # the user fine-tunes between calls
+    after = explainer.explain(batch.to(torch.bfloat16), target=1).attributions
+    fresh = ss.Gradient(half).explain(batch.to(torch.bfloat16), target=1).attributions
+    torch.testing.assert_close(after, fresh)  # equal up to the rounding of different chunkings
+    torch.testing.assert_close(after, -before)  # the gradient is linear in the last layer's weights
+
+
+def test_clean_forwards_are_chunked_like_the_method(cnn, batch):
+    calls = []
+    hook = cnn.register_forward_hook(lambda module, args, out: calls.append(int(args[0].shape[0])))
+    try:
+        e = ss.IntegratedGradients(cnn, n_steps=4, chunk_size=2).explain(batch)  # predicted class: one clean forward
+    finally:
+        hook.remove()
+    assert max(calls) == 2
+    # 3 images: the predicted-class forward (3) + 12 path points + input and baseline forwards (6)
+    assert sum(calls) == e.cost.forward_passes == 3 + 12 + 6
+
+
 @pytest.mark.parametrize("name", METHODS)
 def test_float64_on_request(name, batch):
     e = build(name, SmallCNN().eval(), precision="float64").explain(batch, target=0)
     assert e.attributions.dtype == torch.float64
+    single = build(name, SmallCNN().eval()).explain(batch, target=0)  # same seed, same noise, float32
+    torch.testing.assert_close(e.attributions.float(), single.attributions, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", METHODS)

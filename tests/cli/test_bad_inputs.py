@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fakes import deny_listing
 from saliscope.cli.main import cli
 
 
@@ -58,14 +59,7 @@ def test_unlistable_folder_is_a_user_error_not_a_bug(runner, chelsea_png, tmp_pa
     locked = tmp_path / "locked"
     locked.mkdir()
     shutil.copy(chelsea_png, locked / "cat.png")
-    real_iterdir = Path.iterdir
-
-    def iterdir(self):  # chmod 000 does not stop root, so the refusal is simulated
-        if self == locked:
-            raise PermissionError(errno.EACCES, "Permission denied", str(self))
-        return real_iterdir(self)
-
-    monkeypatch.setattr(Path, "iterdir", iterdir)
+    deny_listing(monkeypatch, locked)
     out = tmp_path / "out"
     result = runner.invoke(cli, ["explain", str(locked), "-o", str(out)])
     assert result.exit_code == 2  # was 3: "internal error: PermissionError"
@@ -222,6 +216,16 @@ def test_a_failed_write_of_a_lone_image_leaves_no_output_folder(runner, chelsea_
 # ----- models offline ---------------------------------------------------------------------------------
 
 
+def offline_model_error(runner, image, out, model):
+    """The one error line of a run whose model weights cannot be had; checks what every such run must do."""
+    result = runner.invoke(cli, ["explain", str(image), "-o", str(out), "--model", model])
+    assert result.exit_code == 2
+    line = one_error_line(result)
+    assert "load_model(" not in line and "pretrained=False" not in line  # advice as options, not Python
+    assert not out.exists()
+    return line
+
+
 def test_timm_weights_offline_say_how_to_pass_a_file_as_options(runner, chelsea_png, tmp_path, monkeypatch):
     from saliscope.models import timm_zoo
 
@@ -229,13 +233,9 @@ def test_timm_weights_offline_say_how_to_pass_a_file_as_options(runner, chelsea_
     monkeypatch.setattr(timm_zoo, "torch_hub_checkpoint", lambda url: tmp_path / "no-cache.pth")
     monkeypatch.setattr(timm_zoo, "host_reachable", lambda *a, **k: (False, "huggingface.co unreachable: offline"))
     out = tmp_path / "out"
-    result = runner.invoke(cli, ["explain", str(chelsea_png), "-o", str(out), "--model", "timm:resnet18"])
-    assert result.exit_code == 2
-    line = one_error_line(result)
+    line = offline_model_error(runner, chelsea_png, out, "timm:resnet18")
     assert line.startswith("error: weights for timm:resnet18 are not on this machine and could not be downloaded")
     assert line.endswith("and pass the file: --model model.safetensors --arch timm:resnet18")
-    assert "load_model(" not in line and "pretrained=False" not in line
-    assert not out.exists()
 
 
 def test_torchvision_weights_offline_say_how_to_pass_a_file_as_options(runner, chelsea_png, tmp_path, monkeypatch):
@@ -250,13 +250,9 @@ def test_torchvision_weights_offline_say_how_to_pass_a_file_as_options(runner, c
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     out = tmp_path / "out"
-    result = runner.invoke(cli, ["explain", str(chelsea_png), "-o", str(out), "--model", "torchvision:resnet18"])
-    assert result.exit_code == 2
-    line = one_error_line(result)
+    line = offline_model_error(runner, chelsea_png, out, "torchvision:resnet18")
     assert line.startswith("error: weights for torchvision:resnet18 are not on this machine")
     assert line.endswith("or pass a local file: --model path.pth --arch torchvision:resnet18")
-    assert "load_model(" not in line and "pretrained=False" not in line
-    assert not out.exists()
 
 
 @pytest.mark.parametrize(

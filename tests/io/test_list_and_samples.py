@@ -6,6 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from fakes import deny_listing
 from saliscope.io import list_images, sample_images
 
 
@@ -32,20 +33,11 @@ def test_sample_images() -> None:
 
 
 def test_list_images_unlistable_folder_is_an_image_error(tmp_path: Path, monkeypatch) -> None:
-    import errno
-
     import pytest
 
     from saliscope.core.errors import ImageError
 
-    real_iterdir = Path.iterdir
-
-    def iterdir(self):  # chmod 000 does not stop root, so the refusal is simulated
-        if self == tmp_path:
-            raise PermissionError(errno.EACCES, "Permission denied", str(self))
-        return real_iterdir(self)
-
-    monkeypatch.setattr(Path, "iterdir", iterdir)
+    deny_listing(monkeypatch, tmp_path)
     with pytest.raises(ImageError, match="no permission to list the folder") as info:
         list_images([tmp_path])
     assert "permissions" in info.value.fix

@@ -150,9 +150,7 @@ def explain(ctx: click.Context, images: tuple[str, ...], model_spec: str | None,
     if top_k is not None and target.strip().lower() not in ("predicted", "top1", "top-1"):
         raise click.UsageError("--top-k explains the top classes; it cannot be combined with --target")
     settings = _settings(options, out=out, target=target, top_k=top_k, model_spec=model_spec)
-    sources, notes = pipeline.file_sources(images)
-    for note in notes:
-        click.echo(f"warning: {note}", err=True)
+    sources = pipeline.file_sources(images)
     if len(sources) == 1:
         sources = [pipeline.preread(sources[0])]  # a bad lone image fails before the model loads
     model = _load_model(model_spec, arch, settings.device)
@@ -209,9 +207,16 @@ def _settings(options: dict[str, Any], **fields: Any) -> Any:
         evidence=options["evidence"],
         alpha=options["alpha"],
         options=mopts,
-        device=pipeline.check_device(options["device"]),
+        device=_checked_device(options["device"]),
         **fields,
     )
+
+
+def _checked_device(device: str) -> str:
+    from ..core.devices import check_device
+
+    check_device(device, name="--device")  # before the model loads: a wrong device fails fast
+    return device
 
 
 def _load_model(spec: str | None, arch: str | None, device: str) -> Any:
@@ -237,7 +242,6 @@ _CLI_WORDING: tuple[tuple[str, str], ...] = (
     (r"\barch=('[^']*') is only used", r"--arch \1 is only used"),
     (r"\bdrop arch=,", "drop --arch,"),
     (r"pass the weights file as the model", "pass the weights file with --model"),
-    (r"\bdevice='([^']*)'", r"--device \1"),
 )
 
 

@@ -97,8 +97,8 @@ def method_names(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def file_sources(paths: Sequence[str]) -> tuple[list[Source], list[str]]:
-    """Expand folders into their images; returns the sources and notes (none at present).
+def file_sources(paths: Sequence[str]) -> list[Source]:
+    """Expand folders into their images.
 
     A folder that holds no images, or cannot be listed, becomes a source whose reading fails: like
     a bad image it is the run's one error when alone, and is listed among the failures otherwise.
@@ -106,7 +106,6 @@ def file_sources(paths: Sequence[str]) -> tuple[list[Source], list[str]]:
     from ..io import list_images
 
     sources: list[Source] = []
-    notes: list[str] = []
     for given in paths:
         try:
             found = list_images([given])
@@ -122,7 +121,7 @@ def file_sources(paths: Sequence[str]) -> tuple[list[Source], list[str]]:
             sources.append(Source(str(path), _stem(path.stem), _reader(path)))
     if not sources:
         raise ImageError("no image given", "pass image files (.jpg, .png, ...) or folders that contain some")
-    return unique_stems(sources), notes
+    return unique_stems(sources)
 
 
 def _is_dir(path: Path) -> bool:
@@ -168,32 +167,6 @@ def unique_stems(sources: list[Source]) -> list[Source]:
         seen[key] = seen.get(key, 0) + 1
         out.append(s if seen[key] == 1 else Source(s.path, f"{s.stem}-{seen[key]}", s.read))
     return out
-
-
-def check_device(device: str) -> str:
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise SaliscopeError(f"unknown device {device!r}", "use --device cpu or --device cuda") from None
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise SaliscopeError(f"--device {device} was asked for but no CUDA GPU is available", "use --device cpu")
-        count = torch.cuda.device_count()
-        if parsed.index is not None and parsed.index >= count:
-            raise SaliscopeError(
-                f"--device {device} was asked for but this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})",
-                "use --device cuda:0, or --device cpu",
-            )
-    elif parsed.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise SaliscopeError(f"--device {device} was asked for but MPS is not available", "use --device cpu")
-    elif parsed.type != "cpu":
-        backend = getattr(torch, parsed.type, None)  # torch.xpu and other accelerator back-ends
-        if not callable(getattr(backend, "is_available", None)):
-            raise SaliscopeError(f"--device {device} cannot run a model", "use --device cpu or --device cuda")
-        if not backend.is_available():
-            raise SaliscopeError(f"--device {device} was asked for but it is not available", "use --device cpu")
-    return device
 
 
 def check_out(out: Path) -> Path:
@@ -270,14 +243,7 @@ def resolve_target(text: str, labels: Sequence[str] | None, classes: int) -> int
         )
     if not labels:
         raise TargetError(f"--target {text!r} is a label name but the model has no labels", "pass a class index")
-    try:
-        return label_index(t, labels)
-    except TargetError:
-        raise TargetError(f"unknown label {t!r}", _label_hint(t, labels, classes)) from None
-
-
-def _words(text: str) -> set[str]:
-    return set(text.lower().replace("-", " ").replace("_", " ").split())
+    return label_index(t, labels)
 
 
 def _is_number(text: str) -> bool:
@@ -286,22 +252,6 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _label_hint(text: str, labels: Sequence[str], classes: int) -> str:
-    """"did you mean ...?": near spellings, then labels that share a word ("cat" → "tiger cat"), then the rest."""
-    import difflib
-
-    by_lower = {name.lower(): name for name in labels}
-    near = difflib.get_close_matches(text.lower(), list(by_lower), n=3, cutoff=0.85)  # "hot dog" → "hotdog"
-    close = [by_lower[m] for m in difflib.get_close_matches(text.lower(), list(by_lower), n=3, cutoff=0.6)]
-    words = {w for w in _words(text) if len(w) > 2}
-    sharing = sorted((name for name in labels if words & _words(name)), key=lambda name: -len(words & _words(name)))
-    suggestions = list(dict.fromkeys([by_lower[m] for m in near] + sharing[:3] + close + sharing[3:]))[:4]
-    numbers = f"or pass a class index 0..{classes - 1}"
-    if not suggestions:
-        return f"pass a label name exactly as the model spells it (e.g. {labels[0]!r}), {numbers}"
-    return f"did you mean {', '.join(repr(s) for s in suggestions)}? ({numbers})"
 
 
 def label_of(labels: Sequence[str] | None, index: int) -> str:

@@ -193,11 +193,27 @@ def label_index(label: str, labels: Sequence[str]) -> int:
     for i, name in enumerate(labels):
         if wanted in (alias.strip().lower() for alias in name.split(",")):
             return i
+    raise TargetError(f"unknown label {label!r}", _label_hint(label, labels))
+
+
+def _words(text: str) -> set[str]:
+    return set(text.lower().replace("-", " ").replace("_", " ").split())
+
+
+def _label_hint(text: str, labels: Sequence[str]) -> str:
+    """"did you mean ...?": near spellings, then labels sharing a word ("cat" → "tiger cat"), then the rest."""
     import difflib
 
-    close = difflib.get_close_matches(label, list(labels), n=3, cutoff=0.6)
-    hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else "check the model's labels"
-    raise TargetError(f"unknown label {label!r}", hint)
+    by_lower = {name.lower(): name for name in labels}
+    near = difflib.get_close_matches(text.lower(), list(by_lower), n=3, cutoff=0.85)  # "hot dog" → "hotdog"
+    close = [by_lower[m] for m in difflib.get_close_matches(text.lower(), list(by_lower), n=3, cutoff=0.6)]
+    words = {w for w in _words(text) if len(w) > 2}
+    sharing = sorted((name for name in labels if words & _words(name)), key=lambda name: -len(words & _words(name)))
+    suggestions = list(dict.fromkeys([by_lower[m] for m in near] + sharing[:3] + close + sharing[3:]))[:4]
+    numbers = f"or pass a class index 0..{len(labels) - 1}"
+    if not suggestions:
+        return f"pass a label name exactly as the model spells it (e.g. {labels[0]!r}), {numbers}"
+    return f"did you mean {', '.join(repr(s) for s in suggestions)}? ({numbers})"
 
 
 def as_target(

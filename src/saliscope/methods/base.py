@@ -152,6 +152,11 @@ class Explainer(ABC):
         if self._converted is None:
             # A converted copy keeps the user's model untouched; its state is guarded like the original.
             self._converted = copy.deepcopy(self.model).to(wanted)
+        else:
+            # The user's weights may have changed since the copy was made (fine-tuning between calls).
+            with torch.no_grad():
+                for mine, theirs in zip(self._converted.state_dict().values(), self.model.state_dict().values()):
+                    mine.copy_(theirs)
         return self._converted
 
     def _bind(
@@ -167,11 +172,21 @@ class Explainer(ABC):
             return target, None
         if not target.needs_output:
             return target.bind(None, batch), None
-        with torch.no_grad():
-            output = net(x)
-        meter.forward(batch)
+        output = self.forward_chunked(net, x, meter)
         bound = target.bind(output, batch)
         return bound, bound(output).detach()
+
+    def forward_chunked(self, net: nn.Module, x: Tensor, meter: CostMeter) -> Tensor:
+        """``net(x)`` without autograd, in chunks no bigger than this method's own (a forward saves less)."""
+        n = int(x.shape[0])
+        rows = self.chunker.rows_per_chunk(self.chunk_key(x), x.device) or n
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, n, rows):
+                chunk = x[start : start + rows]
+                outputs.append(net(chunk))
+                meter.forward(int(chunk.shape[0]))
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())

@@ -83,9 +83,7 @@ class IntegratedGradients(Explainer):
             grads, _ = input_gradients(net, points, target.take(sample.cpu()), meter)
             total.index_add_(0, sample, grads * weights[step].view(-1, 1, 1, 1))
         attributions = delta * total
-        with torch.no_grad():
-            both = target.take(torch.arange(n).repeat(2))(net(torch.cat([x, baseline])))
-        meter.forward(2 * n)
+        both = target.take(torch.arange(n).repeat(2))(self.forward_chunked(net, torch.cat([x, baseline]), meter))
         input_scores, baseline_scores = both[:n], both[n:]
         gap = attributions.flatten(1).sum(1) - (input_scores - baseline_scores)
         return Attribution(

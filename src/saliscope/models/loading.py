@@ -15,6 +15,7 @@ from typing import Union
 import torch
 from torch import nn
 
+from saliscope.core.devices import check_device
 from saliscope.core.errors import ModelLoadError
 
 from . import default as default_model
@@ -56,7 +57,7 @@ def load_model(
     The model maps ``(B, 3, size, size)`` preprocessed images to ``(B, num_classes)`` scores.
     Raises :class:`ModelLoadError` for anything that cannot be loaded.
     """
-    target_device = _device(device)
+    target_device = check_device(device, error=ModelLoadError)
     name = "default" if spec is None else os.fspath(spec)
     kind, rest = _parse(spec)
     if arch is not None and kind != "file":
@@ -234,26 +235,12 @@ def _classifier_outputs(model: nn.Module) -> int | None:
     return int(model.state_dict()[key].shape[0]) if key else None
 
 
-def _device(device: str | torch.device) -> torch.device:
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ModelLoadError(
-            f"unknown device {device!r} ({describe(exc)})", "use 'cpu', 'cuda' or 'cuda:0'"
-        ) from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError("device 'cuda' was asked for but no CUDA GPU is available", "use device='cpu'")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ModelLoadError("device 'mps' was asked for but MPS is not available", "use device='cpu'")
-    return dev
-
-
 def _move(model: nn.Module, device: torch.device) -> nn.Module:
     try:
         return model.to(device)
     except (RuntimeError, AssertionError) as exc:
         raise ModelLoadError(
-            f"cannot move the model to {device} ({describe(exc)})", "use device='cpu'"
+            f"cannot move the model to {device} ({describe(exc)})", "use device cpu"
         ) from exc
 
 

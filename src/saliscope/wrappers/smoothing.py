@@ -37,9 +37,9 @@ class Noise:
     def block(self, j: int) -> Tensor:
         if j != self._block or self._draws is None:
             generator = torch.Generator(device=self.device).manual_seed((self.seed * 1_000_003 + j) % (2**63))
-            self._draws = torch.randn(
-                (self.BLOCK, *self.shape), generator=generator, device=self.device, dtype=self.dtype
-            )
+            # Drawn in float32 whatever the compute precision, so float32 and float64 runs see the same noise.
+            draws = torch.randn((self.BLOCK, *self.shape), generator=generator, device=self.device)
+            self._draws = draws.to(self.dtype)
             self._block = j
         return self._draws
 
