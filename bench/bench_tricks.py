@@ -192,15 +192,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     if 6 in sections and device.type == "cpu":
         # 6. channels_last input (what input_gradients does on CPU) vs contiguous -------------------------
-        from saliscope.methods import gradient as gradient_mod
+        from saliscope.methods import memory_layout as layout_mod
 
         def contiguous(fn: Any) -> Any:
             def call() -> Any:
-                gradient_mod._CHANNELS_LAST[model] = False
+                layout_mod._CHANNELS_LAST[model] = False
                 try:
                     return fn()
                 finally:
-                    gradient_mod._CHANNELS_LAST[model] = True
+                    layout_mod._CHANNELS_LAST[model] = True
             return call
 
         explainers = {

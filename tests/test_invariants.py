@@ -13,7 +13,7 @@ from saliscope.core.errors import ModelOutputError, NonFiniteError, TargetError
 from saliscope.core.targets import BoundClasses
 from saliscope.registry import MethodOptions
 
-from tiny_models import SmallCNN
+from tiny_models import SmallCNN, TinyViT
 
 OPTIONS = MethodOptions(seed=3, n_samples=3, n_steps=4, baseline="zero")
 METHODS = registry.available()
@@ -21,6 +21,23 @@ METHODS = registry.available()
 
 def build(name, model, **overrides):
     return registry.create(name, model, MethodOptions(**{**OPTIONS.__dict__, **overrides}))
+
+
+def tiny(name):
+    """The tiny model a method applies to: a CNN, or a ViT for attention methods."""
+    return TinyViT() if registry.get(name).needs_attention else SmallCNN()
+
+
+class Wrapped(torch.nn.Module):
+    """Base for models built around a tiny model: ``forward`` calls ``self.net``."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.net = tiny(name)
+        self.patch_embed = getattr(self.net, "patch_embed", None)
+
+    def forward(self, x):
+        return self.net(x)
 
 
 def snapshot(model):
@@ -48,19 +65,21 @@ def assert_same(before, after):
         assert torch.equal(v, after["state"][k]), k
 
 
-def awkward_model():
+def awkward_model(name="gradient"):
     """Train mode with one submodule in eval, one frozen parameter, one stale .grad: all must survive."""
-    model = SmallCNN()
+    model = tiny(name)
     model.train()
-    model.conv2.eval()
-    model.conv1.bias.requires_grad_(False)
-    model.fc.weight.grad = torch.full_like(model.fc.weight, 7.0)
+    modules = [m for m in model.modules() if list(m.parameters(recurse=False))]
+    modules[1].eval()
+    params = list(model.parameters())
+    params[1].requires_grad_(False)
+    params[-1].grad = torch.full_like(params[-1], 7.0)
     return model
 
 
 @pytest.mark.parametrize("name", METHODS)
 def test_model_and_input_left_exactly_as_found(name, batch):
-    model = awkward_model()
+    model = awkward_model(name)
     before = snapshot(model)
     x = batch.clone()
     e = build(name, model).explain(x, target=1)
@@ -89,16 +108,16 @@ class ExplodingTarget(BoundClasses):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_model_left_as_found_when_the_target_raises_half_way(name, batch):
-    model = awkward_model()
+    model = awkward_model(name)
     before = snapshot(model)
     with pytest.raises(RuntimeError, match="boom"):
         build(name, model, chunk_size=1).explain(batch, target=ExplodingTarget(calls=1))
     assert_same(before, snapshot(model))
 
 
-class FailingModel(SmallCNN):
-    def __init__(self, after):
-        super().__init__()
+class FailingModel(Wrapped):
+    def __init__(self, name, after):
+        super().__init__(name)
         self.after = after
 
     def forward(self, x):
@@ -110,7 +129,7 @@ class FailingModel(SmallCNN):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_model_left_as_found_when_the_model_raises_half_way(name, batch):
-    model = FailingModel(after=2).train()
+    model = FailingModel(name, after=2).train()
     before = snapshot(model)
     with pytest.raises(RuntimeError, match="model failed"):
         build(name, model, chunk_size=1).explain(batch, target=0)
@@ -119,7 +138,7 @@ def test_model_left_as_found_when_the_model_raises_half_way(name, batch):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_batched_equals_alone_and_seed_is_deterministic(name, batch):
-    model = SmallCNN().eval()
+    model = tiny(name).eval()
     together = build(name, model).explain(batch, target=[0, 2, 3]).attributions
     for i, k in enumerate([0, 2, 3]):
         alone = build(name, model).explain(batch[i : i + 1], target=k).attributions
@@ -130,7 +149,7 @@ def test_batched_equals_alone_and_seed_is_deterministic(name, batch):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_half_precision_model_is_explained_in_float32_and_left_half(name, batch):
-    model = SmallCNN().eval()
+    model = tiny(name).eval()
     half = copy.deepcopy(model).to(torch.bfloat16)
     e = build(name, half).explain(batch.to(torch.bfloat16), target=1)
     assert e.attributions.dtype == torch.float32
@@ -166,23 +185,19 @@ def test_clean_forwards_are_chunked_like_the_method(cnn, batch):
 
 @pytest.mark.parametrize("name", METHODS)
 def test_float64_on_request(name, batch):
-    e = build(name, SmallCNN().eval(), precision="float64").explain(batch, target=0)
+    e = build(name, tiny(name).eval(), precision="float64").explain(batch, target=0)
     assert e.attributions.dtype == torch.float64
-    single = build(name, SmallCNN().eval()).explain(batch, target=0)  # same seed, same noise, float32
+    single = build(name, tiny(name).eval()).explain(batch, target=0)  # same seed, same noise, float32
     torch.testing.assert_close(e.attributions.float(), single.attributions, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", METHODS)
 def test_class_out_of_range_is_a_clear_error(name, batch):
     with pytest.raises(TargetError, match="out of range: the model has 4 classes"):
-        build(name, SmallCNN().eval()).explain(batch, target=4)
+        build(name, tiny(name).eval()).explain(batch, target=4)
 
 
-class DictModel(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = SmallCNN()
-
+class DictModel(Wrapped):
     def forward(self, x):
         return {"logits": self.net(x)}
 
@@ -190,18 +205,18 @@ class DictModel(torch.nn.Module):
 @pytest.mark.parametrize("name", METHODS)
 def test_non_tensor_output_is_a_clear_error(name, batch):
     with pytest.raises(ModelOutputError, match="returned a dict"):
-        build(name, DictModel().eval()).explain(batch, target=0)
+        build(name, DictModel(name).eval()).explain(batch, target=0)
 
 
-class NaNModel(SmallCNN):
+class NaNModel(Wrapped):
     def forward(self, x):
-        return super().forward(x) * float("nan")
+        return self.net(x) * float("nan")
 
 
 @pytest.mark.parametrize("name", METHODS)
 def test_nan_scores_are_reported(name, batch):
     with pytest.raises(NonFiniteError, match="NaN"):
-        build(name, NaNModel().eval()).explain(batch, target=0)
+        build(name, NaNModel(name).eval()).explain(batch, target=0)
 
 
 def test_unbatched_and_non_float_inputs_are_clear_errors(cnn):

@@ -48,3 +48,23 @@ class SmallCNN(nn.Module):
         h = self.act(self.bn(self.conv1(x)))
         h = self.act(self.conv2(h))  # the activation module is re-used on purpose
         return self.fc(self.drop(h.mean((2, 3))))
+
+
+class TinyViT(nn.Module):
+    """A timm VisionTransformer on 8×8 inputs: 4×4 patches (a 2×2 grid) plus a class token, 2 blocks.
+
+    Built from a fixed seed, with its own ``SmallCNN``-like knobs so the shared invariant tests can treat
+    it the same way: a dropout that matters in train mode and a re-used activation are not needed here.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        from timm.models.vision_transformer import VisionTransformer
+
+        torch.manual_seed(3)  # timm initialises from the global generator; fixed here for reproducible tests
+        self.vit = VisionTransformer(img_size=H, patch_size=4, in_chans=C, num_classes=K, embed_dim=8, depth=2,
+                                     num_heads=2, mlp_ratio=2.0, drop_rate=0.1)
+        self.patch_embed = self.vit.patch_embed  # the same module, so the patch size is found at the top
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit(x)

@@ -46,3 +46,22 @@ __all__ = [
     "GradientXInput", "GuidedBackprop", "IntegratedGradients", "PredictedClass", "SaliscopeError",
     "SmoothGrad", "Target", "load_image", "load_model", "sample_images", "top_k_targets",
 ]
+
+# perturbation methods (issue 4)
+from .methods import LIME, RISE, KernelSHAP, Occlusion  # noqa: E402
+
+__all__ += ["KernelSHAP", "LIME", "Occlusion", "RISE"]
+
+# the CAM family, transformer methods and targets beyond one class (issue 3)
+from .core.output_targets import BoxTarget, EmbeddingTarget, OutputTarget, SegmentationTarget  # noqa: E402
+from .methods.cam import (  # noqa: E402
+    CAM, AblationCAM, EigenCAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM, HiResCAM, LayerCAM, ScoreCAM, XGradCAM,
+)
+from .methods.layers import candidate_layers  # noqa: E402
+from .methods.transformer import AttentionRollout, GradientRollout  # noqa: E402
+
+__all__ += [
+    "AblationCAM", "AttentionRollout", "BoxTarget", "CAM", "EigenCAM", "EmbeddingTarget", "GradCAM",
+    "GradCAMPlusPlus", "GradientRollout", "GuidedGradCAM", "HiResCAM", "LayerCAM", "OutputTarget", "ScoreCAM",
+    "SegmentationTarget", "XGradCAM", "candidate_layers",
+]

@@ -66,7 +66,8 @@ def test_cost_meter_counts_and_times():
         meter.forward(4)
         meter.forward(4)
         meter.backward(8)
-        blob = torch.ones(8 * 2**20)  # 32 MiB
+        # 96 MiB: above glibc's largest mmap threshold (32 MiB), so it is fresh pages, never reused heap
+        blob = torch.ones(24 * 2**20)
         blob += 1
     assert meter.cost.forward_passes == 8 and meter.cost.batches == 2 and meter.cost.backward_passes == 8
     assert meter.cost.seconds > 0

@@ -120,14 +120,14 @@ class ViewsItsInput(torch.nn.Module):
 
 
 def test_model_that_views_its_input_gets_a_contiguous_input(batch):
-    from saliscope.methods import gradient
+    from saliscope.methods import memory_layout
 
     model = ViewsItsInput().eval()
     x = batch.detach().requires_grad_(True)
     (expected,) = torch.autograd.grad(model(x)[:, 1].sum(), x)
     e = ss.Gradient(model).explain(batch, target=1)
     torch.testing.assert_close(e.attributions, expected)
-    assert gradient._CHANNELS_LAST[model] is False
+    assert memory_layout._CHANNELS_LAST[model] is False
     assert e.cost.forward_passes == 3
 
 

@@ -114,6 +114,8 @@ def method_options(f: F) -> F:
                      help="Integration steps for Integrated Gradients."),
         click.option("--baseline", type=click.Choice(("zero", "black", "blur", "uniform")), default=None,
                      help="Integrated Gradients baseline (default: black when the model has a preprocessing)."),
+        click.option("--layer", default=None, metavar="NAME",
+                     help="Layer a CAM reads, as in model.named_modules() (default: the last spatial layer)."),
         click.option("--chunk-size", type=click.IntRange(min=1), default=None,
                      help="Samples per model call (default: chosen from a memory budget)."),
         click.option("--device", default="cpu", show_default=True, help="cpu or cuda (or cuda:N)."),
@@ -199,10 +201,12 @@ def _settings(options: dict[str, Any], **fields: Any) -> Any:
 
     mopts = registry.MethodOptions(
         seed=options["seed"], n_samples=options["n_samples"], sigma=options["sigma"], n_steps=options["n_steps"],
-        baseline=options["baseline"], chunk_size=options["chunk_size"],
+        baseline=options["baseline"], chunk_size=options["chunk_size"], layer=options["layer"],
+        evidence=options["evidence"],
     )
     return pipeline.Settings(
         methods=pipeline.method_names(options["methods"]),
+        all_methods=any(part.strip().lower() == "all" for value in options["methods"] for part in value.split(",")),
         out=pipeline.check_out(fields.pop("out")),
         evidence=options["evidence"],
         alpha=options["alpha"],

@@ -35,7 +35,7 @@ from PIL import Image
 from torch import nn
 
 from .. import registry
-from ..core.errors import ImageError, SaliscopeError, TargetError
+from ..core.errors import ImageError, MethodError, SaliscopeError, TargetError
 from ..core.targets import ClassTarget, label_index
 from ..core.views import DEFAULT_ALPHA, Evidence
 from ..methods.base import Explainer
@@ -64,6 +64,7 @@ class Settings:
     options: registry.MethodOptions = field(default_factory=registry.MethodOptions)
     device: str = "cpu"
     model_spec: str | None = None
+    all_methods: bool = False  # --method all: skip methods that do not apply to the model
 
 
 @dataclass
@@ -412,6 +413,36 @@ class Outcome:
     summary_path: Path | None
 
 
+def applicable(model: nn.Module, settings: Settings, err_line: Callable[[str], None]) -> list[str]:
+    """The requested methods that apply to ``model``; attention methods need a transformer."""
+    from ..methods.transformer import has_attention
+
+    names = []
+    for name in settings.methods:
+        if registry.get(name).needs_attention and not has_attention(model):
+            if settings.all_methods:
+                err_line(f"note: skipping {name}: the model has no attention layers (it is not a Vision Transformer)")
+                continue
+            raise MethodError(
+                f"{name} needs a Vision Transformer, and this model has no attention layers",
+                "use a CAM such as --method gradcam for a CNN, or --model timm:vit_base_patch16_224",
+            )
+        names.append(name)
+    return names
+
+
+def check_layer(model: nn.Module, explainers: dict[str, Explainer], device: str) -> None:
+    """A wrong ``--layer`` is a user error of the whole run: found before any image, not once per image."""
+    from ..methods.cam import CAM
+    from ..methods.layers import resolve_layer
+
+    cams = [e for e in explainers.values() if isinstance(e, CAM) and e.layer is not None]
+    if not cams:
+        return
+    size = int(getattr(getattr(model, "preprocess", None), "size", 224))
+    resolve_layer(model, torch.zeros(1, 3, size, size, device=device), cams[0].layer)
+
+
 def run(
     sources: list[Source],
     model: nn.Module,
@@ -433,7 +464,8 @@ def run(
     target_index = resolve_target(settings.target, labels, classes)
     if settings.top_k is not None and not 1 <= settings.top_k <= classes:
         raise TargetError(f"--top-k must be between 1 and {classes}, got {settings.top_k}", "use e.g. --top-k 3")
-    explainers = {name: registry.create(name, model, settings.options) for name in settings.methods}
+    explainers = {name: registry.create(name, model, settings.options) for name in applicable(model, settings, err_line)}
+    check_layer(model, explainers, settings.device)
 
     images: list[dict[str, Any]] = []
     failures: list[tuple[str, str]] = []

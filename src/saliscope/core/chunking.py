@@ -2,7 +2,9 @@
 
 The chunk size comes from a memory budget divided by what one row costs. What one row costs is measured,
 not guessed: the first chunk runs a single row while a ``saved_tensors_hooks`` pair adds up the bytes
-autograd keeps for the backward pass. The figure is cached per input shape, so later calls skip it.
+autograd keeps for the backward pass. Forward-only work (occlusion, RISE, LIME) saves nothing for a
+backward pass, so there the probe adds up the bytes of every tensor the row's torch calls create instead:
+an upper bound on what the row holds at once. The figure is cached per key, so later calls skip it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
 
 _ENV_BUDGET = "SALISCOPE_MEMORY_BUDGET_MB"
 # On a CPU, throughput stops improving long before memory runs out: big batches spill out of cache and
@@ -52,6 +55,29 @@ class _SavedBytes:
         return tensor
 
 
+class _CreatedBytes(TorchFunctionMode):
+    """Counts the bytes of every tensor that torch calls create, once per tensor, ignoring ``exclude``.
+
+    The tensors are kept alive until the count ends, so that a freed block handed out again is not
+    mistaken for one already counted.
+    """
+
+    def __init__(self, exclude: set[int]) -> None:
+        super().__init__()
+        self.total = 0
+        self._seen: set[int] = set(exclude)
+        self._alive: list[Tensor] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, Tensor) and t.data_ptr() not in self._seen:
+                self._seen.add(t.data_ptr())
+                self._alive.append(t)
+                self.total += t.numel() * t.element_size()
+        return out
+
+
 @dataclass
 class Chunker:
     """Plans chunk spans over ``n_rows`` rows of work.
@@ -71,13 +97,15 @@ class Chunker:
         key: tuple[object, ...],
         device: torch.device,
         params: Callable[[], Iterable[Tensor]] | None = None,
+        forward_only: bool = False,
     ) -> Iterator[tuple[int, int]]:
         """Yield ``(start, stop)`` spans covering ``range(n_rows)``.
 
         When the cost per row for ``key`` is unknown, the first span is a single row run under a
         saved-tensor counter (the consumer's work for that span runs while this generator is suspended
         inside the counting block). ``params`` (e.g. ``model.parameters``) lists tensors the counter must
-        not charge to the row; it is only called then.
+        not charge to the row; it is only called then. ``forward_only`` work (run under ``torch.no_grad``)
+        is probed by the bytes its torch calls create, since autograd saves nothing there.
         """
         if n_rows <= 0:
             return
@@ -88,10 +116,17 @@ class Chunker:
             return
         start = 0
         if key not in self._bytes_per_row:
-            counter = _SavedBytes({p.data_ptr() for p in (params() if params else ())})
-            with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
-                yield 0, 1
-            self._bytes_per_row[key] = max(counter.total, 1)
+            exclude = {p.data_ptr() for p in (params() if params else ())}
+            if forward_only:
+                created = _CreatedBytes(exclude)
+                with created:
+                    yield 0, 1
+                self._bytes_per_row[key] = max(created.total, 1)
+            else:
+                counter = _SavedBytes(exclude)
+                with torch.autograd.graph.saved_tensors_hooks(counter.pack, counter.unpack):
+                    yield 0, 1
+                self._bytes_per_row[key] = max(counter.total, 1)
             start = 1
         budget = self.memory_budget if self.memory_budget is not None else default_budget(device)
         size = max(1, budget // self._bytes_per_row[key])

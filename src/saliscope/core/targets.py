@@ -33,11 +33,14 @@ def logits_of(output: object) -> Tensor:
     """Check that a model output is a ``(B, K)`` tensor of class scores and return it."""
     if not isinstance(output, Tensor):
         kind = type(output).__name__
-        raise ModelOutputError(
-            f"the model returned a {kind}, not a tensor of class scores",
-            "wrap the model so that forward() returns a (B, num_classes) tensor, "
-            "or use a target that picks the score out of this output",
-        )
+        if isinstance(output, dict):
+            keys = ", ".join(repr(k) for k in output)
+            fix = f"pick the scores with a target, e.g. saliscope.OutputTarget({next(iter(output), 'key')!r}) (keys: {keys})"
+        elif isinstance(output, (tuple, list)):
+            fix = "pick the scores with a target, e.g. saliscope.OutputTarget(0), or a BoxTarget for a detector"
+        else:
+            fix = "wrap the model so that forward() returns a (B, num_classes) tensor"
+        raise ModelOutputError(f"the model returned a {kind}, not a tensor of class scores", fix)
     if output.ndim != 2:
         raise ModelOutputError(
             f"the model returned a tensor of shape {tuple(output.shape)}, not (batch, num_classes)",

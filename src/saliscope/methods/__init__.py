@@ -11,3 +11,8 @@ __all__ = [
     "Attribution", "Explainer", "Baseline", "Black", "Blur", "Given", "UniformNoise", "Zero",
     "Gradient", "GradientXInput", "GuidedBackprop", "IntegratedGradients", "quadrature",
 ]
+
+# perturbation methods (issue 4)
+from .perturbation import LIME, RISE, KernelSHAP, Occlusion  # noqa: E402
+
+__all__ += ["KernelSHAP", "LIME", "Occlusion", "RISE"]

@@ -7,6 +7,7 @@ from contextlib import nullcontext
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -106,16 +107,47 @@ class Explainer(ABC):
         Returns:
             An :class:`~saliscope.Explanation` with attributions on ``x``'s device.
         """
+        return self._explain(x, [target])[0]
+
+    def explain_each(self, x: Tensor, targets: Sequence[TargetLike]) -> list[Explanation]:
+        """One explanation per target for the same batch, in one call: K maps per image.
+
+        ``targets`` are anything :meth:`explain` takes (``[281, 285, "tabby"]``, ``top_k_targets(3)``).
+        Methods that can share work across targets do (the CAMs run the forward pass once and one
+        backward per target); the others explain each target in turn. Every explanation carries the
+        cost of the whole call, and ``params["targets_in_call"]`` says how many maps shared it.
+        """
+        if len(targets) == 0:
+            raise TargetError("no targets given", "pass at least one class, e.g. [281]")
+        return self._explain(x, list(targets))
+
+    def _explain(self, x: Tensor, targets: list[TargetLike]) -> list[Explanation]:
         x = check_batch(x)
-        target_obj = as_target(target, labels=getattr(self.model, "labels", None))
+        labels = getattr(self.model, "labels", None)
+        target_objs = [as_target(t, labels=labels) for t in targets]
         net = self.compute_model()
         device = model_device(net)
         # The compute model is the model itself unless it is a converted (float32) copy; guard both.
         guard_copy = explaining(net) if net is not self.model else nullcontext()
         with explaining(self.model), guard_copy, CostMeter(device) as meter:
             xin = x.detach().to(device=device, dtype=self.compute_dtype(x))
-            bound, scores = self._bind(net, xin, target_obj, meter)
-            result = self._attribute(net, xin, bound, meter)
+            clean: list[Tensor] = []  # the clean output, computed at most once for all targets
+            bound = [self._bind(net, xin, t, meter, clean) for t in target_objs]
+            results = self._attribute_many(net, xin, [b for b, _ in bound], meter)
+        assert meter.cost is not None
+        shared = {"targets_in_call": len(targets)} if len(targets) > 1 else {}
+        return [self._explanation(x, r, b, s, meter, shared) for r, (b, s) in zip(results, bound)]
+
+    def _attribute_many(
+        self, net: nn.Module, x: Tensor, targets: list[BoundTarget], meter: CostMeter
+    ) -> list[Attribution]:
+        """Attributions for several targets; override to share passes between them."""
+        return [self._attribute(net, x, t, meter) for t in targets]
+
+    def _explanation(
+        self, x: Tensor, result: Attribution, bound: BoundTarget, scores: Tensor | None, meter: CostMeter,
+        shared: dict[str, Any],
+    ) -> Explanation:
         assert meter.cost is not None
         attributions = result.attributions.detach().to(x.device)
         check_finite_attributions(attributions, self.name)
@@ -123,7 +155,7 @@ class Explainer(ABC):
             attributions=attributions,
             target=bound,
             method=self.name,
-            params=MappingProxyType({**self.params(), **result.params}),
+            params=MappingProxyType({**self.params(), **result.params, **shared}),
             cost=meter.cost,
             scores=_to(result.scores if result.scores is not None else scores, x.device),
             completeness_gap=_to(result.completeness_gap, x.device),
@@ -160,7 +192,7 @@ class Explainer(ABC):
         return self._converted
 
     def _bind(
-        self, net: nn.Module, x: Tensor, target: Target | BoundTarget, meter: CostMeter
+        self, net: nn.Module, x: Tensor, target: Target | BoundTarget, meter: CostMeter, clean: list[Any]
     ) -> tuple[BoundTarget, Tensor | None]:
         batch = int(x.shape[0])
         if isinstance(target, BoundTarget):
@@ -172,7 +204,9 @@ class Explainer(ABC):
             return target, None
         if not target.needs_output:
             return target.bind(None, batch), None
-        output = self.forward_chunked(net, x, meter)
+        if not clean:
+            clean.append(self.forward_chunked(net, x, meter))
+        output = clean[0]
         bound = target.bind(output, batch)
         return bound, bound(output).detach()
 
@@ -186,11 +220,26 @@ class Explainer(ABC):
                 chunk = x[start : start + rows]
                 outputs.append(net(chunk))
                 meter.forward(int(chunk.shape[0]))
-        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        return outputs[0] if len(outputs) == 1 else concat_outputs(outputs)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+def concat_outputs(parts: list[Any]) -> Any:
+    """Join chunked model outputs: tensors along the batch, dicts and tuples entry by entry, and lists of
+    per-image results (a detector's dicts) end to end."""
+    first = parts[0]
+    if isinstance(first, Tensor):
+        return torch.cat(parts)
+    if isinstance(first, dict):
+        return {k: concat_outputs([p[k] for p in parts]) for k in first}
+    if isinstance(first, tuple):
+        return tuple(concat_outputs(list(items)) for items in zip(*parts))
+    if isinstance(first, list):
+        return [item for p in parts for item in p]
+    raise TypeError(f"cannot join model outputs of type {type(first).__name__}")
 
 
 def _to(t: Tensor | None, device: torch.device) -> Tensor | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import ClassVar
 
 import torch
@@ -11,6 +10,7 @@ from torch import Tensor, nn
 from ..core.cost import CostMeter
 from ..core.targets import BoundTarget
 from .base import Attribution, Explainer
+from .memory_layout import in_preferred_layout
 
 
 def input_gradients(net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> tuple[Tensor, Tensor]:
@@ -19,15 +19,8 @@ def input_gradients(net: nn.Module, x: Tensor, target: BoundTarget, meter: CostM
     Uses ``torch.autograd.grad`` on the input only, so parameters' ``.grad`` is never touched. Summing
     the scores is exact because in eval mode each sample's score depends on that sample alone.
     """
-    if _channels_last_helps(net, x):
-        try:
-            grad, scores = _input_gradients(net, x.contiguous(memory_format=torch.channels_last), target, meter)
-            return grad.contiguous(), scores
-        except RuntimeError as err:
-            if "view" not in str(err):
-                raise
-            _CHANNELS_LAST[net] = False  # the model reshapes with .view(); it needs a contiguous input
-    return _input_gradients(net, x, target, meter)
+    grad, scores = in_preferred_layout(net, x, lambda xin: _input_gradients(net, xin, target, meter))
+    return grad.contiguous(), scores
 
 
 def _input_gradients(net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> tuple[Tensor, Tensor]:
@@ -38,23 +31,6 @@ def _input_gradients(net: nn.Module, x: Tensor, target: BoundTarget, meter: Cost
         (grad,) = torch.autograd.grad(scores.sum(), x)
     meter.backward(int(x.shape[0]))
     return grad, scores.detach()
-
-
-# Feeding a CPU convolutional net its input in channels_last layout makes forward + backward about 20%
-# faster (oneDNN's preferred layout; bench/bench_tricks.py), with the same values to float rounding. The
-# model itself is not touched. Decided once per model: only nets with 2-D convolutions, and never again
-# for a net whose forward needs a contiguous input.
-_CHANNELS_LAST: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
-
-
-def _channels_last_helps(net: nn.Module, x: Tensor) -> bool:
-    if x.device.type != "cpu" or x.ndim != 4:
-        return False
-    use = _CHANNELS_LAST.get(net)
-    if use is None:
-        use = any(isinstance(m, nn.Conv2d) for m in net.modules())
-        _CHANNELS_LAST[net] = use
-    return use
 
 
 class Gradient(Explainer):

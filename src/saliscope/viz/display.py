@@ -7,6 +7,8 @@ A view choice, not part of the explanation: the raw signed attributions stay in 
 - Plain gradients (and their SmoothGrad / guided-backprop variants) are sensitivities, whose sign per
   channel says little; they are shown as the largest magnitude over channels (Simonyan et al. 2014).
 - SmoothGrad² and VarGrad are already non-negative; they are summed and shown unsigned.
+- CAMs and attention rollouts give one value per pixel; by default their positive evidence (the papers'
+  ReLU maps). With ``--evidence negative`` a CAM is computed as its counterfactual map, and shown so.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ _HINTS: dict[str, DisplayHint] = {
     "integrated-gradients": DisplayHint("sum", "signed"),
     "smoothgrad-squared": DisplayHint("sum", "absolute"),
     "vargrad": DisplayHint("sum", "absolute"),
+    "guided-gradcam": DisplayHint("max-abs", "absolute"),
+    **{name: DisplayHint("sum", "positive") for name in (
+        "gradcam", "gradcam-plus-plus", "hirescam", "xgradcam", "layercam", "eigencam", "scorecam", "ablationcam",
+        "attention-rollout", "gradient-rollout",
+    )},
 }
 # Methods not in the table (CAMs, perturbation methods) give one signed value per pixel already.
 _DEFAULT = DisplayHint("sum", "signed")

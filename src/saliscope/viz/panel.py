@@ -36,8 +36,9 @@ def panel(
     max_side: int = 512,
     column_width: float = 3.0,
     dpi: float = 100.0,
+    per_row: int = 6,
 ) -> Figure:
-    """One row: the photo (with the model's crop outlined), then each map as an overlay.
+    """The photo (with the model's crop outlined), then each map as an overlay; rows of ``per_row`` cells.
 
     Args:
         image: the original photo.
@@ -47,6 +48,7 @@ def panel(
         title: figure title.
         max_side: the photo is shown downscaled to at most this many pixels per side.
         column_width: inches per column.
+        per_row: cells per row (the photo counts as one); more maps wrap onto further rows.
 
     Returns:
         A Figure with an Agg canvas; save it with :func:`saliscope.viz.save_png`.
@@ -59,12 +61,16 @@ def panel(
         values = as_map(saliency)
         entries.append((name, values, bool((values < 0).any()) if signed is None else bool(signed)))
 
-    columns = 1 + len(entries)
+    # Wrap into rows of at most `per_row` cells (the photo is the first cell), each row with its colourbars.
+    cells = 1 + len(entries)
+    columns = min(cells, per_row)
+    rows = -(-cells // columns)
     aspect = photo.height / photo.width
     image_height = column_width * min(aspect, 1.6)
-    figure = Figure(figsize=(column_width * columns, image_height + 1.1), dpi=dpi, layout="constrained")
+    figure = Figure(figsize=(column_width * columns, rows * (image_height + 0.6) + 0.5), dpi=dpi,
+                    layout="constrained")
     FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(2, columns, height_ratios=[image_height, 0.35])
+    grid = figure.add_gridspec(2 * rows, columns, height_ratios=[image_height, 0.35] * rows)
 
     ax = figure.add_subplot(grid[0, 0])
     ax.imshow(np.asarray(photo))
@@ -76,26 +82,31 @@ def panel(
     ax.set_axis_off()
 
     for j, (name, values, is_signed) in enumerate(entries, start=1):
-        ax = figure.add_subplot(grid[0, j])
+        ax = figure.add_subplot(grid[2 * (j // columns), j % columns])
         cmap = signed_cmap if is_signed else unsigned_cmap
         shown = overlay(photo, values, crop_box=box, signed=is_signed, cmap=cmap, alpha=alpha, percentile=percentile)
         ax.imshow(np.asarray(shown))
         ax.set_title(name, fontsize=10)
         ax.set_axis_off()
 
-    for start, stop, is_signed in _runs([e[2] for e in entries]):
-        holder = figure.add_subplot(grid[1, start + 1 : stop + 1])
-        holder.set_axis_off()
-        cax = holder.inset_axes((0.15, 0.55, 0.7, 0.35))
-        cmap = get_cmap(signed_cmap if is_signed else unsigned_cmap, is_signed)
-        norm = Normalize(-1.0, 1.0) if is_signed else Normalize(0.0, 1.0)
-        bar = figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, orientation="horizontal")
-        if is_signed:
-            bar.set_ticks([-1.0, 0.0, 1.0], labels=["against", "0", "for"])
-        else:
-            bar.set_ticks([0.0, 1.0], labels=["0", f"p{percentile:g}"])
-        bar.ax.tick_params(labelsize=7, length=2)
-        bar.set_label("signed evidence" if is_signed else "magnitude", fontsize=7, labelpad=1)
+    for row in range(rows):
+        first = max(1, row * columns)  # cell index of the row's first map
+        last = min(cells, (row + 1) * columns)
+        kinds = [e[2] for e in entries[first - 1 : last - 1]]
+        for start, stop, is_signed in _runs(kinds):
+            col0 = (first + start) % columns
+            holder = figure.add_subplot(grid[2 * row + 1, col0 : col0 + (stop - start)])
+            holder.set_axis_off()
+            cax = holder.inset_axes((0.15, 0.55, 0.7, 0.35))
+            cmap = get_cmap(signed_cmap if is_signed else unsigned_cmap, is_signed)
+            norm = Normalize(-1.0, 1.0) if is_signed else Normalize(0.0, 1.0)
+            bar = figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax, orientation="horizontal")
+            if is_signed:
+                bar.set_ticks([-1.0, 0.0, 1.0], labels=["against", "0", "for"])
+            else:
+                bar.set_ticks([0.0, 1.0], labels=["0", f"p{percentile:g}"])
+            bar.ax.tick_params(labelsize=7, length=2)
+            bar.set_label("signed evidence" if is_signed else "magnitude", fontsize=7, labelpad=1)
 
     if title:
         figure.suptitle(title, fontsize=11)

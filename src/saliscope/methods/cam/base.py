@@ -1,0 +1,231 @@
+"""What every class activation map shares: read one layer, weight its channels, upsample.
+
+A CAM is ``evidence(sum_k w_k * A_k)`` upsampled to the input, where ``A`` are the layer's activations
+``(N, K, h, w)`` and ``w`` the channel weights (or, for HiResCAM / LayerCAM, one weight per element).
+Subclasses provide one step: :meth:`CAM.channel_weights`.
+
+The layer's output is captured by a forward hook that hands the rest of the network a detached copy that
+requires grad. So the backward pass of a gradient CAM stops at the layer: nothing below it is
+differentiated, and no parameter gradient is ever formed (parameters are frozen and ``.grad`` untouched).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...core.cost import CostMeter
+from ...core.errors import InputError
+from ...core.targets import BoundTarget
+from ..base import Attribution, Explainer, Precision
+from ..layers import LayerGrid, resolve_layer
+from ..memory_layout import in_preferred_layout
+
+CamEvidence = Literal["positive", "negative", "signed"]
+_EVIDENCE: tuple[str, ...] = ("positive", "negative", "signed")
+
+
+@dataclass
+class Captured:
+    """The last call's output of the hooked layer, as given to the rest of the network."""
+
+    output: Tensor | None = None
+
+
+@contextmanager
+def capture(net: nn.Module, layer: str, *, differentiable: bool) -> Iterator[Captured]:
+    """Hook ``layer`` for the block; its (last call's) output lands in the returned :class:`Captured`.
+
+    ``differentiable``: the rest of the network gets a fresh leaf that requires grad (a clone of it, so
+    in-place activations after the layer stay legal), and gradients can be taken with respect to it.
+    """
+    box = Captured()
+    module = net.get_submodule(layer)
+
+    def hook(_module: nn.Module, _args: Any, output: Tensor) -> Tensor | None:
+        if not differentiable:
+            box.output = output.detach()
+            return None
+        leaf = output.detach().requires_grad_(True)
+        box.output = leaf
+        return leaf.clone()
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield box
+    finally:
+        handle.remove()
+
+
+def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
+    """``(N, h, w)`` layer-resolution maps → ``(N, 1, H, W)`` by bilinear interpolation (as in Grad-CAM)."""
+    return F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)
+
+
+def apply_evidence(signed: Tensor, evidence: str) -> Tensor:
+    """``positive``: ReLU (the papers' maps); ``negative``: only regions against the class, kept negative;
+    ``signed``: the weighted sum as it is."""
+    if evidence == "positive":
+        return signed.clamp(min=0)
+    if evidence == "negative":
+        return signed.clamp(max=0)
+    return signed
+
+
+class CAM(Explainer):
+    """Base class of the CAM family.
+
+    Args:
+        model: the model; see :class:`~saliscope.methods.base.Explainer`.
+        layer: the layer to read: a name from ``model.named_modules()`` (``"layer4"``), the module, or None
+            for the automatic choice (see :mod:`saliscope.methods.layers`).
+        evidence: ``"positive"`` (the papers' ReLU map), ``"signed"`` (no ReLU: negative values mark regions
+            that lower the score) or ``"negative"`` (only those regions, as negative values; for gradient
+            CAMs the counterfactual map of Selvaraju et al. 2017, computed from negated gradients).
+
+    Attributions are ``(B, 1, H, W)``; ``extras["layer_map"]`` holds the map at the layer's resolution.
+    """
+
+    #: Whether the map needs the gradient of the score with respect to the layer.
+    uses_gradients: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        layer: str | nn.Module | None = None,
+        evidence: CamEvidence = "positive",
+        chunk_size: int | None = None,
+        memory_budget: int | None = None,
+        precision: Precision = "auto",
+    ) -> None:
+        super().__init__(model, chunk_size=chunk_size, memory_budget=memory_budget, precision=precision)
+        if evidence not in _EVIDENCE:
+            raise InputError(f"unknown evidence {evidence!r}", f"use one of {', '.join(_EVIDENCE)}")
+        if layer is not None and not isinstance(layer, (str, nn.Module)):
+            raise InputError(f"layer must be a name or a module, not {type(layer).__name__}", "pass e.g. layer='layer4'")
+        self.layer = layer
+        self.evidence: CamEvidence = evidence
+        self._grids: dict[tuple[object, ...], LayerGrid] = {}
+
+    def params(self) -> dict[str, Any]:
+        layer = self.layer if isinstance(self.layer, str) or self.layer is None else type(self.layer).__name__
+        return {**super().params(), "layer": layer, "evidence": self.evidence}
+
+    # -- the one step subclasses provide -----------------------------------------------------------
+    @abstractmethod
+    def channel_weights(self, activations: Tensor, gradients: Tensor | None) -> Tensor:
+        """Weights broadcastable to ``activations`` ``(N, K, h, w)``: ``(N, K, 1, 1)`` or per element."""
+
+    # -- shared machinery --------------------------------------------------------------------------
+    def layer_grid(self, net: nn.Module, x: Tensor, meter: CostMeter | None = None) -> LayerGrid:
+        """The resolved layer for inputs shaped like ``x`` (one probe forward of one sample, then cached)."""
+        layer = self.layer
+        if isinstance(layer, nn.Module) and net is not self.model:
+            names = {id(m): n for n, m in self.model.named_modules()}
+            layer = names.get(id(layer), layer)  # the converted copy has its own modules, same names
+        key = (layer if isinstance(layer, str) or layer is None else id(layer), tuple(x.shape[1:]), id(net))
+        if key not in self._grids:
+            self._grids[key] = resolve_layer(net, x, layer)
+            if meter is not None:
+                meter.forward(1)
+        return self._grids[key]
+
+    def chunk_key(self, x: Tensor) -> tuple[object, ...]:
+        return ("cam", self.uses_gradients, str(self.layer), tuple(x.shape[1:]), x.dtype, x.device.type)
+
+    def layer_pass(
+        self, net: nn.Module, x: Tensor, target: BoundTarget, grid: LayerGrid, meter: CostMeter
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Activations ``(N, K, h, w)``, their gradients (None for gradient-free CAMs) and the scores."""
+
+        def run(xin: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+            with capture(net, grid.name, differentiable=self.uses_gradients) as box:
+                with torch.set_grad_enabled(self.uses_gradients):
+                    scores = target(net(xin))
+                meter.forward(int(xin.shape[0]))
+                if box.output is None:
+                    raise RuntimeError(f"layer {grid.name!r} was not called in the forward pass")
+                grads = None
+                if self.uses_gradients:
+                    (grads,) = torch.autograd.grad(scores.sum(), box.output)
+                    meter.backward(int(xin.shape[0]))
+                    grads = grid.to_maps(grads)
+            return grid.to_maps(box.output.detach()), grads, scores.detach()
+
+        return in_preferred_layout(net, x, run)
+
+    def combine(self, activations: Tensor, gradients: Tensor | None) -> Tensor:
+        """The map ``(N, h, w)`` at the layer's resolution, with :attr:`evidence` applied."""
+        if self.evidence == "negative" and gradients is not None:
+            # Counterfactual: weights from the negated gradient, i.e. what lowers the score.
+            counter = (self.channel_weights(activations, -gradients) * activations).sum(1)
+            return -counter.clamp(min=0)
+        signed = (self.channel_weights(activations, gradients) * activations).sum(1)
+        return apply_evidence(signed, self.evidence)
+
+    def layer_maps(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> tuple[Tensor, Tensor]:
+        """Maps ``(B, h, w)`` at the layer's resolution and the scores ``(B,)``, chunk by chunk."""
+        grid = self.layer_grid(net, x, meter)
+        maps, scores = [], []
+        spans = self.chunker.spans(int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters)
+        for start, stop in spans:
+            part = target.take(torch.arange(start, stop))
+            acts, grads, s = self.layer_pass(net, x[start:stop], part, grid, meter)
+            maps.append(self.map_chunk(net, x[start:stop], acts, grads, part, meter))
+            scores.append(s)
+        return torch.cat(maps), torch.cat(scores)
+
+    def map_chunk(
+        self, net: nn.Module, x: Tensor, activations: Tensor, gradients: Tensor | None, target: BoundTarget,
+        meter: CostMeter,
+    ) -> Tensor:
+        """One chunk's maps; perturbation CAMs override this to run their extra passes."""
+        return self.combine(activations, gradients)
+
+    def _attribute(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> Attribution:
+        maps, scores = self.layer_maps(net, x, target, meter)
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        return Attribution(upsample(maps, size), scores=scores, extras={"layer_map": maps},
+                           params={"layer": self.layer_grid(net, x).name})
+
+    # -- several targets, one forward pass ---------------------------------------------------------
+    def _attribute_many(
+        self, net: nn.Module, x: Tensor, targets: list[BoundTarget], meter: CostMeter
+    ) -> list[Attribution]:
+        if len(targets) == 1 or not self.uses_gradients or type(self).map_chunk is not CAM.map_chunk:
+            return super()._attribute_many(net, x, targets, meter)
+        grid = self.layer_grid(net, x, meter)
+        maps: list[list[Tensor]] = [[] for _ in targets]
+        scores: list[list[Tensor]] = [[] for _ in targets]
+        spans = self.chunker.spans(int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters)
+        for start, stop in spans:
+            rows = torch.arange(start, stop)
+
+            def run(xin: Tensor) -> None:
+                with capture(net, grid.name, differentiable=True) as box, torch.enable_grad():
+                    output = net(xin)
+                    meter.forward(int(xin.shape[0]))
+                    assert box.output is not None
+                    acts = grid.to_maps(box.output.detach())
+                    for k, target in enumerate(targets):
+                        s = target.take(rows)(output)
+                        (g,) = torch.autograd.grad(s.sum(), box.output, retain_graph=k < len(targets) - 1)
+                        meter.backward(int(xin.shape[0]))
+                        maps[k].append(self.combine(acts, grid.to_maps(g)))
+                        scores[k].append(s.detach())
+
+            in_preferred_layout(net, x[start:stop], run)
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        return [
+            Attribution(upsample(torch.cat(m), size), scores=torch.cat(s), extras={"layer_map": torch.cat(m)},
+                        params={"layer": grid.name})
+            for m, s in zip(maps, scores)
+        ]

@@ -1,0 +1,236 @@
+"""Which layer a CAM reads, and how its output becomes a spatial grid.
+
+A CAM needs a layer whose output has a spatial layout: ``(N, C, h, w)`` for a CNN, ``(N, h, w, C)`` for
+timm's Swin stages, or ``(N, T, D)`` tokens for a Vision Transformer, where ``T = prefix + h * w`` (class,
+distillation or register tokens first). Nothing is hard-coded: one probe forward of a single sample
+records every module's output, and the grid of a token sequence follows from the token count, the input
+size and the model's patch size.
+
+Automatic choice (``layer=None``):
+
+- CNNs: the last module, in execution order, whose output is a spatial map; the outermost module when
+  several return the same tensor (``layer4`` of a ResNet, ``bn2`` of timm's EfficientNet, ``features``
+  of torchvision's VGG / MobileNet).
+- Transformers: the first norm of the last block (``blocks.11.norm1``). Not the final norm: a model that
+  classifies from the class token gives the patch tokens after the last block no gradient at all.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..core.errors import MethodError
+from ..core.model_state import explaining
+
+Layout = Literal["nchw", "nhwc", "tokens"]
+_MAX_PREFIX_TOKENS = 16  # class + distillation + up to 14 register tokens
+_NORMS = (nn.LayerNorm, nn.GroupNorm)
+_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d)
+
+
+@dataclass(frozen=True)
+class LayerGrid:
+    """A resolved layer: its name in the model, the layout of its output and its spatial grid."""
+
+    name: str
+    layout: Layout
+    grid: tuple[int, int]
+    prefix_tokens: int = 0
+
+    def to_maps(self, activation: Tensor) -> Tensor:
+        """The layer's output as ``(N, C, h, w)`` maps (prefix tokens dropped)."""
+        h, w = self.grid
+        if self.layout == "nchw":
+            return activation
+        if self.layout == "nhwc":
+            return activation.permute(0, 3, 1, 2)
+        tokens = activation[:, self.prefix_tokens :, :]
+        return tokens.transpose(1, 2).reshape(activation.shape[0], activation.shape[2], h, w)
+
+
+@dataclass(frozen=True)
+class _Call:
+    order: int
+    name: str
+    module: nn.Module
+    shape: tuple[int, ...] | str  # a description for outputs that are not tensors
+    grid: LayerGrid | None
+
+
+def resolve_layer(model: nn.Module, x: Tensor, layer: str | nn.Module | None) -> LayerGrid:
+    """Find the layer a CAM reads for inputs shaped like ``x`` ``(B, C, H, W)``.
+
+    ``layer`` is a module name as in ``model.named_modules()`` (``"layer4.2"``), the module itself, or
+    None to choose automatically. Raises :class:`MethodError` naming the candidate layers when the name is
+    unknown or the layer has no spatial output.
+    """
+    names = {id(m): n for n, m in model.named_modules() if n}
+    if isinstance(layer, nn.Module):
+        if id(layer) not in names:
+            raise MethodError(
+                f"the layer given ({type(layer).__name__}) is not a submodule of this model",
+                "pass one of the model's own modules, or its name (e.g. layer='layer4')",
+            )
+        layer = names[id(layer)]
+    calls = _probe(model, x[:1], patch=_patch_size(model))
+    spatial = [c for c in calls if c.grid is not None]
+    if layer is None:
+        choice = _automatic(spatial)
+        if choice is None:
+            raise MethodError(
+                f"found no layer with a spatial output in {type(model).__name__}",
+                "CAMs need a convolutional or Vision Transformer layer; use a gradient method instead",
+            )
+        return choice
+    known = dict(model.named_modules())
+    if layer not in known or not layer:
+        raise MethodError(f"no layer named {layer!r} in {type(model).__name__}", _candidates(spatial))
+    mine = [c for c in calls if c.name == layer]
+    if not mine:
+        raise MethodError(f"layer {layer!r} is never called in the model's forward pass", _candidates(spatial))
+    last = mine[-1]  # a module used several times: its last call is the one nearest the output
+    if last.grid is None:
+        what = f"shape {last.shape}" if isinstance(last.shape, tuple) else last.shape
+        raise MethodError(f"layer {layer!r} outputs {what}, not a spatial map", _candidates(spatial))
+    return last.grid
+
+
+def candidate_layers(model: nn.Module, x: Tensor) -> list[str]:
+    """Names of the layers with a spatial output, in execution order (the automatic choice is among them)."""
+    calls = _probe(model, x[:1], patch=_patch_size(model))
+    return list(dict.fromkeys(c.name for c in calls if c.grid is not None))
+
+
+def _candidates(spatial: list[_Call]) -> str:
+    names = list(dict.fromkeys(c.name for c in spatial))
+    if not names:
+        return "this model has no layer with a spatial output; use a gradient method instead"
+    choice = _automatic(spatial)
+    shown = names[-8:]
+    more = f" (and {len(names) - len(shown)} earlier)" if len(names) > len(shown) else ""
+    default = f"; the automatic choice is {choice.name!r}" if choice else ""
+    return f"use one of the spatial layers: {', '.join(shown)}{more}{default}"
+
+
+def _automatic(spatial: list[_Call]) -> LayerGrid | None:
+    if not spatial:
+        return None
+    maps = [c for c in spatial if c.grid is not None and c.grid.layout != "tokens"]
+    tokens = [c for c in spatial if c.grid is not None and c.grid.layout == "tokens"]
+    if tokens and (not maps or tokens[-1].order > maps[-1].order):
+        return _last_block_norm(tokens)
+    # Post-order: a parent's hook runs after its children's, so the last call is the outermost module.
+    # Pooling layers are skipped: VGG's 7×7 adaptive pool would tie the map's size to the input's.
+    unpooled = [c for c in maps if not isinstance(c.module, _POOLS)]
+    return (unpooled or maps)[-1].grid
+
+
+def _last_block_norm(tokens: list[_Call]) -> LayerGrid | None:
+    """The first norm of the last transformer block (a parent holding two or more norms)."""
+    by_parent: dict[str, list[_Call]] = {}
+    for call in tokens:
+        if isinstance(call.module, _NORMS):
+            by_parent.setdefault(call.name.rpartition(".")[0], []).append(call)
+    blocks = [calls for calls in by_parent.values() if len(calls) >= 2]
+    if blocks:
+        last = max(blocks, key=lambda calls: calls[-1].order)
+        return last[0].grid
+    return tokens[-1].grid
+
+
+def _probe(model: nn.Module, x1: Tensor, *, patch: tuple[int, int] | None) -> list[_Call]:
+    calls: list[_Call] = []
+    height, width = int(x1.shape[-2]), int(x1.shape[-1])
+    names = [(n, m) for n, m in model.named_modules() if n]
+
+    def record(name: str) -> object:
+        def hook(module: nn.Module, args: object, output: object) -> None:
+            if isinstance(output, Tensor):
+                grid = _grid_of(name, tuple(output.shape), height, width, patch)
+                calls.append(_Call(len(calls), name, module, tuple(output.shape), grid))
+            else:
+                calls.append(_Call(len(calls), name, module, f"a {type(output).__name__}", None))
+
+        return hook
+
+    handles = []
+    try:
+        for name, module in names:
+            handles.append(module.register_forward_hook(record(name)))  # type: ignore[arg-type]
+        with explaining(model), torch.no_grad():  # eval mode: a probe must not move BatchNorm statistics
+            model(x1)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+def _grid_of(
+    name: str, shape: tuple[int, ...], height: int, width: int, patch: tuple[int, int] | None
+) -> LayerGrid | None:
+    if len(shape) == 4:
+        _, a, b, c = shape
+        if _is_grid(b, c, height, width):
+            return LayerGrid(name, "nchw", (b, c))
+        if _is_grid(a, b, height, width) and c > 1:
+            return LayerGrid(name, "nhwc", (a, b))
+        return None
+    if len(shape) == 3:
+        found = token_grid(shape[1], height, width, patch)
+        if found is not None:
+            (h, w), prefix = found
+            return LayerGrid(name, "tokens", (h, w), prefix)
+    return None
+
+
+def _is_grid(h: int, w: int, height: int, width: int) -> bool:
+    """Whether an ``h × w`` map can be a downsampled ``height × width`` image (similar strides both ways)."""
+    if h * w <= 1 or h > height or w > width:
+        return False
+    sh, sw = height / h, width / w
+    return abs(sh - sw) <= 0.25 * max(sh, sw) + 1.0
+
+
+def token_grid(
+    n_tokens: int, height: int, width: int, patch: tuple[int, int] | None
+) -> tuple[tuple[int, int], int] | None:
+    """``((h, w), prefix)`` for ``n_tokens`` tokens of a ``height × width`` input, or None.
+
+    With the model's patch size the grid is ``(height // ph, width // pw)`` and the prefix (class,
+    distillation, register tokens) whatever is left. Without it, the smallest prefix whose remaining
+    token count factors into a grid of the input's aspect ratio wins.
+    """
+    if patch is not None:
+        h, w = height // patch[0], width // patch[1]
+        prefix = n_tokens - h * w
+        if h * w > 1 and 0 <= prefix <= _MAX_PREFIX_TOKENS:
+            return (h, w), prefix
+    for prefix in range(0, min(_MAX_PREFIX_TOKENS, n_tokens - 2) + 1):
+        n = n_tokens - prefix
+        h = max(1, round(math.sqrt(n * height / width)))
+        for hh in (h, h - 1, h + 1):
+            if hh >= 1 and n % hh == 0 and n // hh > 0 and _is_grid(hh, n // hh, height, width):
+                if abs(hh / (n // hh) - height / width) <= 0.25 * height / width:
+                    return (hh, n // hh), prefix
+    return None
+
+
+def _patch_size(model: nn.Module) -> tuple[int, int] | None:
+    """The patch size of a ViT-like model: timm's ``patch_embed.patch_size``, torchvision's ``patch_size``,
+    or the first convolution whose stride equals its kernel (a patchifier)."""
+    embed = getattr(model, "patch_embed", None)
+    size = getattr(embed, "patch_size", None) if embed is not None else getattr(model, "patch_size", None)
+    if isinstance(size, int):
+        return (size, size)
+    if isinstance(size, (tuple, list)) and len(size) == 2:
+        return (int(size[0]), int(size[1]))
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            k, s = tuple(module.kernel_size), tuple(module.stride)
+            return (int(k[0]), int(k[1])) if k == s and k[0] > 1 else None
+    return None
