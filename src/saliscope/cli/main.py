@@ -116,6 +116,14 @@ def method_options(f: F) -> F:
                      help="Integrated Gradients baseline (default: black when the model has a preprocessing)."),
         click.option("--layer", default=None, metavar="NAME",
                      help="Layer a CAM reads, as in model.named_modules() (default: the last spatial layer)."),
+        click.option("--window", type=click.IntRange(min=1), default=None, metavar="PX",
+                     help="Occlusion window side in pixels (default: image side / 14, i.e. 16 on 224)."),
+        click.option("--stride", type=click.IntRange(min=1), default=None, metavar="PX",
+                     help="Occlusion stride in pixels (default: half the window)."),
+        click.option("--n-perturbations", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="RISE masks / LIME and KernelSHAP samples (default: 2000 / 1000 / 1000)."),
+        click.option("--superpixels", "n_superpixels", type=click.IntRange(min=1), default=50, show_default=True,
+                     metavar="N", help="About how many SLIC superpixels LIME and KernelSHAP use."),
         click.option("--chunk-size", type=click.IntRange(min=1), default=None,
                      help="Samples per model call (default: chosen from a memory budget)."),
         click.option("--device", default="cpu", show_default=True, help="cpu or cuda (or cuda:N)."),
@@ -203,6 +211,8 @@ def _settings(options: dict[str, Any], **fields: Any) -> Any:
         seed=options["seed"], n_samples=options["n_samples"], sigma=options["sigma"], n_steps=options["n_steps"],
         baseline=options["baseline"], chunk_size=options["chunk_size"], layer=options["layer"],
         evidence=options["evidence"],
+        window=options["window"], stride=options["stride"], n_perturbations=options["n_perturbations"],
+        n_superpixels=options["n_superpixels"],
     )
     return pipeline.Settings(
         methods=pipeline.method_names(options["methods"]),

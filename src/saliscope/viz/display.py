@@ -9,6 +9,8 @@ A view choice, not part of the explanation: the raw signed attributions stay in 
 - SmoothGrad² and VarGrad are already non-negative; they are summed and shown unsigned.
 - CAMs and attention rollouts give one value per pixel; by default their positive evidence (the papers'
   ReLU maps). With ``--evidence negative`` a CAM is computed as its counterfactual map, and shown so.
+- Perturbation methods (occlusion, RISE, LIME, KernelSHAP) give one signed value per pixel: a score
+  change, a centred score-weighted mask mean, or a superpixel's coefficient; shown signed.
 """
 
 from __future__ import annotations
@@ -54,8 +56,11 @@ _HINTS: dict[str, DisplayHint] = {
         "gradcam", "gradcam-plus-plus", "hirescam", "xgradcam", "layercam", "eigencam", "scorecam", "ablationcam",
         "attention-rollout", "gradient-rollout",
     )},
+    # perturbation methods (issue 4): one signed value per pixel. RISE is centred on the mean score, so
+    # its sign means "keeping this visible raises / lowers the score against the average mask".
+    **{name: DisplayHint("sum", "signed") for name in ("occlusion", "rise", "lime", "kernel-shap")},
 }
-# Methods not in the table (CAMs, perturbation methods) give one signed value per pixel already.
+# Methods not in the table give one signed value per pixel already.
 _DEFAULT = DisplayHint("sum", "signed")
 
 
