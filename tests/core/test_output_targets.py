@@ -57,7 +57,18 @@ def test_segmentation_with_torchvision_deeplab_and_gradcam():
     mask = torch.zeros(64, 64, dtype=torch.bool)
     mask[10:30, 20:40] = True
     e = ss.GradCAM(model, layer="classifier.0").explain(x, target=ss.SegmentationTarget(2, mask))
-    assert e.attributions.shape == (1, 1, 64, 64) and torch.isfinite(e.attributions).all()
+    # the reference: Grad-CAM written out by hand for the mean class-2 logit over the mask
+    box = {}
+    handle = model.classifier[0].register_forward_hook(lambda m, i, o: box.__setitem__("a", o))
+    try:
+        score = (model(x)["out"][:, 2] * mask).sum((1, 2)) / mask.sum()
+        (g,) = torch.autograd.grad(score.sum(), box["a"])
+    finally:
+        handle.remove()
+    cam = torch.relu((g.mean((2, 3), keepdim=True) * box["a"].detach()).sum(1))
+    expected = torch.nn.functional.interpolate(cam[:, None], size=(64, 64), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(e.attributions, expected, rtol=1e-4, atol=1e-6)
+    assert e.attributions.abs().sum() > 0
     with pytest.raises(ss.SaliscopeError, match="'backbone' outputs a OrderedDict, not a spatial map"):
         ss.GradCAM(model, layer="backbone").explain(x, target=ss.SegmentationTarget(2, mask))
 

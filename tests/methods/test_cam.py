@@ -278,3 +278,60 @@ def test_ablationcam_fast_path_is_checked_against_full_reruns():
 class _AlwaysFalse(dict):
     def get(self, key, default=None):
         return False
+
+
+def slow_ablationcam(model, x, c, layer):
+    """Ablation-CAM the obvious way: zero one channel at the layer's last call, re-run the whole model."""
+    module = dict(model.named_modules())[layer]
+    state = {"calls": 0, "channel": None, "acts": None}
+
+    def hook(m, i, out):
+        state["calls"] += 1
+        if state["calls"] == state["last"]:
+            state["acts"] = out.detach().clone()
+            if state["channel"] is not None:
+                out = out.clone()
+                out[:, state["channel"]] = 0
+                return out
+        return None
+
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            state["last"] = 10**9
+            model(x)
+            state["last"], state["calls"] = state["calls"], 0
+            y = model(x)[0, c]
+            acts = state["acts"][0]
+            drops = []
+            for k in range(acts.shape[0]):
+                state["calls"], state["channel"] = 0, k
+                drops.append(model(x)[0, c])
+    finally:
+        handle.remove()
+    w = (y - torch.stack(drops)) / y.abs()
+    return torch.relu((w.view(-1, 1, 1) * acts).sum(0))
+
+
+def test_ablationcam_on_a_reused_layer_ablates_only_its_last_call():
+    model = SmallCNN().eval()  # the automatic layer, "act", is one ReLU module called twice per forward
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    e = AblationCAM(model).explain(x, target=[1, 3])
+    assert e.params["layer"] == "act"
+    for i, c in enumerate([1, 3]):
+        torch.testing.assert_close(e.extras["layer_map"][i], slow_ablationcam(model, x[i : i + 1], c, "act"))
+
+
+@pytest.mark.parametrize("cls", [GradCAM, ScoreCAM, AblationCAM, EigenCAM])
+def test_every_pass_is_chunked_by_the_memory_budget(cls):
+    """Invariant 3: with a budget below one row's activations (a 6×8×8 float map is 1.5 kB) every model call
+    holds a single row; gradient-free passes are measured by what they create, not by what autograd saves
+    (nothing, under no_grad: that would allow every row at once)."""
+    model = SmallCNN().eval()
+    rows = []
+    handle = model.fc.register_forward_hook(lambda m, i, o: rows.append(int(o.shape[0])))
+    try:
+        e = cls(model, layer="conv2", memory_budget=1000).explain(torch.randn(3, 3, 8, 8), target=0)
+    finally:
+        handle.remove()
+    assert max(rows) == 1 and len(rows) == e.cost.batches

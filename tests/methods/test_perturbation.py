@@ -9,6 +9,7 @@ import torch
 
 import saliscope as ss
 from saliscope.core.errors import InputError
+from saliscope.methods.perturbation.fill import replacement_image
 from saliscope.methods.perturbation.rise import RandomMasks
 
 from perturbation_models import NoGrad, QuadrantEnergy, positive_share
@@ -80,8 +81,6 @@ def test_occlusion_matches_the_slow_loop(cnn, replacement):
     x = image(1, size=12)
     explainer = ss.Occlusion(cnn, window=(4, 3), stride=(3, 2), replacement=replacement, value=0.5, blur_sigma=2.0)
     e = explainer.explain(x, target=2)
-    from saliscope.methods.perturbation.fill import replacement_image
-
     fill = replacement_image(x, cnn, replacement, value=0.5, blur_sigma=2.0)
     expected = slow_occlusion(cnn, x, 2, (4, 3), (3, 2), fill)
     torch.testing.assert_close(e.attributions, expected, rtol=1e-4, atol=1e-5)
@@ -213,8 +212,13 @@ def test_several_targets_share_the_forward_passes(name, cnn, batch):
 @pytest.mark.parametrize("name", BUILDERS)
 def test_one_channel_maps_at_input_resolution_on_a_wider_image(name):
     x = torch.randn(2, 3, 10, 14, generator=torch.Generator().manual_seed(4))
-    e = BUILDERS[name](SmallCNN().eval()).explain(x, target=1)
+    model = SmallCNN().eval()
+    e = BUILDERS[name](model).explain(x, target=1)
     assert e.attributions.shape == (2, 1, 10, 14) and e.attributions.dtype == torch.float32
+    # values too: on a non-square image each image of the batch is explained as it would be alone
+    for i in range(2):
+        alone = BUILDERS[name](model).explain(x[i : i + 1], target=1).attributions
+        torch.testing.assert_close(e.attributions[i : i + 1], alone, rtol=1e-4, atol=1e-6)
 
 
 def test_forward_only_work_is_chunked_by_its_own_probe(cnn, batch):

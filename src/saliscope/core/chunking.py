@@ -55,7 +55,7 @@ class _SavedBytes:
         return tensor
 
 
-class _CreatedBytes(TorchFunctionMode):
+class CreatedBytes(TorchFunctionMode):
     """Counts the bytes of every tensor that torch calls create, once per tensor, ignoring ``exclude``.
 
     The tensors are kept alive until the count ends, so that a freed block handed out again is not
@@ -105,7 +105,8 @@ class Chunker:
         saved-tensor counter (the consumer's work for that span runs while this generator is suspended
         inside the counting block). ``params`` (e.g. ``model.parameters``) lists tensors the counter must
         not charge to the row; it is only called then. ``forward_only`` work (run under ``torch.no_grad``)
-        is probed by the bytes its torch calls create, since autograd saves nothing there.
+        is probed by the bytes its torch calls create, since autograd saves nothing there; those tensors
+        are kept alive until the first span ends, so the consumer must do only that span's own work in it.
         """
         if n_rows <= 0:
             return
@@ -118,7 +119,7 @@ class Chunker:
         if key not in self._bytes_per_row:
             exclude = {p.data_ptr() for p in (params() if params else ())}
             if forward_only:
-                created = _CreatedBytes(exclude)
+                created = CreatedBytes(exclude)
                 with created:
                     yield 0, 1
                 self._bytes_per_row[key] = max(created.total, 1)
@@ -139,6 +140,15 @@ class Chunker:
             stop = min(n_rows, start + size)
             yield start, stop
             start = stop
+
+    def knows(self, key: tuple[object, ...]) -> bool:
+        """Whether the cost of a row of ``key`` is known (measured or recorded)."""
+        return key in self._bytes_per_row
+
+    def record(self, key: tuple[object, ...], bytes_per_row: int) -> None:
+        """Set the cost of a row of ``key`` measured by the caller, for work whose first row is not typical
+        (a pass with a fixed part, where only the marginal cost of a row scales)."""
+        self._bytes_per_row[key] = max(int(bytes_per_row), 1)
 
     def rows_per_chunk(self, key: tuple[object, ...], device: torch.device) -> int | None:
         """The planned rows per chunk for ``key`` if known (used by wrappers to size their batches)."""

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.errors import MethodError
-from ..core.model_state import explaining
+from ..core.model_state import explaining, hooks
 
 Layout = Literal["nchw", "nhwc", "tokens"]
 _MAX_PREFIX_TOKENS = 16  # class + distillation + up to 14 register tokens
@@ -146,27 +146,20 @@ def _last_block_norm(tokens: list[_Call]) -> LayerGrid | None:
 def _probe(model: nn.Module, x1: Tensor, *, patch: tuple[int, int] | None) -> list[_Call]:
     calls: list[_Call] = []
     height, width = int(x1.shape[-2]), int(x1.shape[-1])
-    names = [(n, m) for n, m in model.named_modules() if n]
+    names = {id(m): n for n, m in model.named_modules() if n}
 
-    def record(name: str) -> object:
-        def hook(module: nn.Module, args: object, output: object) -> None:
-            if isinstance(output, Tensor):
-                grid = _grid_of(name, tuple(output.shape), height, width, patch)
-                calls.append(_Call(len(calls), name, module, tuple(output.shape), grid))
-            else:
-                calls.append(_Call(len(calls), name, module, f"a {type(output).__name__}", None))
+    def record(module: nn.Module, args: object, output: object) -> None:
+        name = names[id(module)]
+        if isinstance(output, Tensor):
+            grid = _grid_of(name, tuple(output.shape), height, width, patch)
+            calls.append(_Call(len(calls), name, module, tuple(output.shape), grid))
+        else:
+            calls.append(_Call(len(calls), name, module, f"a {type(output).__name__}", None))
 
-        return hook
-
-    handles = []
-    try:
-        for name, module in names:
-            handles.append(module.register_forward_hook(record(name)))  # type: ignore[arg-type]
-        with explaining(model), torch.no_grad():  # eval mode: a probe must not move BatchNorm statistics
-            model(x1)
-    finally:
-        for handle in handles:
-            handle.remove()
+    modules = [m for n, m in model.named_modules() if n]
+    # eval mode: a probe must not move BatchNorm statistics
+    with hooks(modules, record), explaining(model), torch.no_grad():
+        model(x1)
     return calls
 
 

@@ -94,7 +94,8 @@ class _Rollout(Explainer):
 
     def _attribute(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> Attribution:
         maps, scores = [], []
-        spans = self.chunker.spans(int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters)
+        spans = self.chunker.spans(int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters,
+                                   forward_only=not self.uses_gradients)
         for start, stop in spans:
             part = target.take(torch.arange(start, stop))
             xin = x[start:stop].detach().requires_grad_(self.uses_gradients)

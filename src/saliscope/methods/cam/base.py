@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ...core.cost import CostMeter
 from ...core.errors import InputError
+from ...core.model_state import hooks
 from ...core.targets import BoundTarget
 from ..base import Attribution, Explainer, Precision
 from ..layers import LayerGrid, resolve_layer
@@ -34,9 +35,22 @@ _EVIDENCE: tuple[str, ...] = ("positive", "negative", "signed")
 
 @dataclass
 class Captured:
-    """The last call's output of the hooked layer, as given to the rest of the network."""
+    """The last call's output of the hooked layer, as given to the rest of the network, and how many
+    times the layer was called (a re-used module is called more than once per forward pass)."""
 
     output: Tensor | None = None
+    calls: int = 0
+
+
+@dataclass(frozen=True)
+class LayerPass:
+    """What one forward pass through a chunk tells a CAM about one target."""
+
+    raw: Tensor  # the layer's (last) output as the network produced it, e.g. (N, T, D) tokens
+    activations: Tensor  # (N, K, h, w)
+    gradients: Tensor | None  # d score / d activations, (N, K, h, w); None for gradient-free CAMs
+    scores: Tensor  # (N,)
+    calls: int  # times the layer ran in the pass
 
 
 @contextmanager
@@ -47,9 +61,9 @@ def capture(net: nn.Module, layer: str, *, differentiable: bool) -> Iterator[Cap
     in-place activations after the layer stay legal), and gradients can be taken with respect to it.
     """
     box = Captured()
-    module = net.get_submodule(layer)
 
-    def hook(_module: nn.Module, _args: Any, output: Tensor) -> Tensor | None:
+    def keep(_module: nn.Module, _args: Any, output: Tensor) -> Tensor | None:
+        box.calls += 1
         if not differentiable:
             box.output = output.detach()
             return None
@@ -57,11 +71,8 @@ def capture(net: nn.Module, layer: str, *, differentiable: bool) -> Iterator[Cap
         box.output = leaf
         return leaf.clone()
 
-    handle = module.register_forward_hook(hook)
-    try:
+    with hooks([net.get_submodule(layer)], keep):
         yield box
-    finally:
-        handle.remove()
 
 
 def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
@@ -142,23 +153,28 @@ class CAM(Explainer):
         return ("cam", self.uses_gradients, str(self.layer), tuple(x.shape[1:]), x.dtype, x.device.type)
 
     def layer_pass(
-        self, net: nn.Module, x: Tensor, target: BoundTarget, grid: LayerGrid, meter: CostMeter
-    ) -> tuple[Tensor, Tensor | None, Tensor]:
-        """Activations ``(N, K, h, w)``, their gradients (None for gradient-free CAMs) and the scores."""
+        self, net: nn.Module, x: Tensor, targets: list[BoundTarget], grid: LayerGrid, meter: CostMeter
+    ) -> list[LayerPass]:
+        """One forward pass of ``x``, read for every target (one backward each for gradient CAMs)."""
 
-        def run(xin: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        def run(xin: Tensor) -> list[LayerPass]:
+            n = int(xin.shape[0])
             with capture(net, grid.name, differentiable=self.uses_gradients) as box:
                 with torch.set_grad_enabled(self.uses_gradients):
-                    scores = target(net(xin))
-                meter.forward(int(xin.shape[0]))
+                    output = net(xin)
+                    meter.forward(n)
+                    scores = [t(output) for t in targets]
                 if box.output is None:
                     raise RuntimeError(f"layer {grid.name!r} was not called in the forward pass")
-                grads = None
+                grads: list[Tensor | None] = [None] * len(scores)
                 if self.uses_gradients:
-                    (grads,) = torch.autograd.grad(scores.sum(), box.output)
-                    meter.backward(int(xin.shape[0]))
-                    grads = grid.to_maps(grads)
-            return grid.to_maps(box.output.detach()), grads, scores.detach()
+                    for k, s in enumerate(scores):  # the graph is kept for every target but the last
+                        (g,) = torch.autograd.grad(s.sum(), box.output, retain_graph=k < len(scores) - 1)
+                        meter.backward(n)
+                        grads[k] = grid.to_maps(g)
+            raw = box.output.detach()
+            acts = grid.to_maps(raw)
+            return [LayerPass(raw, acts, g, s.detach(), box.calls) for g, s in zip(grads, scores)]
 
         return in_preferred_layout(net, x, run)
 
@@ -171,61 +187,35 @@ class CAM(Explainer):
         signed = (self.channel_weights(activations, gradients) * activations).sum(1)
         return apply_evidence(signed, self.evidence)
 
-    def layer_maps(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> tuple[Tensor, Tensor]:
-        """Maps ``(B, h, w)`` at the layer's resolution and the scores ``(B,)``, chunk by chunk."""
-        grid = self.layer_grid(net, x, meter)
-        maps, scores = [], []
-        spans = self.chunker.spans(int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters)
-        for start, stop in spans:
-            part = target.take(torch.arange(start, stop))
-            acts, grads, s = self.layer_pass(net, x[start:stop], part, grid, meter)
-            maps.append(self.map_chunk(net, x[start:stop], acts, grads, part, meter))
-            scores.append(s)
-        return torch.cat(maps), torch.cat(scores)
-
-    def map_chunk(
-        self, net: nn.Module, x: Tensor, activations: Tensor, gradients: Tensor | None, target: BoundTarget,
-        meter: CostMeter,
-    ) -> Tensor:
-        """One chunk's maps; perturbation CAMs override this to run their extra passes."""
-        return self.combine(activations, gradients)
+    def map_chunk(self, net: nn.Module, x: Tensor, layer: LayerPass, target: BoundTarget, meter: CostMeter) -> Tensor:
+        """One chunk's maps ``(N, h, w)``; perturbation CAMs override this to run their extra passes."""
+        return self.combine(layer.activations, layer.gradients)
 
     def _attribute(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> Attribution:
-        maps, scores = self.layer_maps(net, x, target, meter)
-        size = (int(x.shape[-2]), int(x.shape[-1]))
-        return Attribution(upsample(maps, size), scores=scores, extras={"layer_map": maps},
-                           params={"layer": self.layer_grid(net, x).name})
+        return self._attribute_many(net, x, [target], meter)[0]
 
-    # -- several targets, one forward pass ---------------------------------------------------------
     def _attribute_many(
         self, net: nn.Module, x: Tensor, targets: list[BoundTarget], meter: CostMeter
     ) -> list[Attribution]:
-        if len(targets) == 1 or not self.uses_gradients or type(self).map_chunk is not CAM.map_chunk:
-            return super()._attribute_many(net, x, targets, meter)
+        """Maps for every target, chunk by chunk; one forward pass per chunk serves all of them."""
         grid = self.layer_grid(net, x, meter)
         maps: list[list[Tensor]] = [[] for _ in targets]
         scores: list[list[Tensor]] = [[] for _ in targets]
-        spans = self.chunker.spans(int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters)
+        spans = self.chunker.spans(int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters,
+                                   forward_only=not self.uses_gradients)
+        chunks = []
         for start, stop in spans:
-            rows = torch.arange(start, stop)
-
-            def run(xin: Tensor) -> None:
-                with capture(net, grid.name, differentiable=True) as box, torch.enable_grad():
-                    output = net(xin)
-                    meter.forward(int(xin.shape[0]))
-                    assert box.output is not None
-                    acts = grid.to_maps(box.output.detach())
-                    for k, target in enumerate(targets):
-                        s = target.take(rows)(output)
-                        (g,) = torch.autograd.grad(s.sum(), box.output, retain_graph=k < len(targets) - 1)
-                        meter.backward(int(xin.shape[0]))
-                        maps[k].append(self.combine(acts, grid.to_maps(g)))
-                        scores[k].append(s.detach())
-
-            in_preferred_layout(net, x[start:stop], run)
+            parts = [t.take(torch.arange(start, stop)) for t in targets]
+            chunks.append((start, stop, parts, self.layer_pass(net, x[start:stop], parts, grid, meter)))
+        # Maps are made after the chunked passes, not inside them: a perturbation CAM's extra passes must not
+        # run inside the first span, where the chunker is still measuring what one row of *this* pass costs.
+        for start, stop, parts, passes in chunks:
+            for k, (part, layer) in enumerate(zip(parts, passes)):
+                maps[k].append(self.map_chunk(net, x[start:stop], layer, part, meter))
+                scores[k].append(layer.scores)
         size = (int(x.shape[-2]), int(x.shape[-1]))
         return [
-            Attribution(upsample(torch.cat(m), size), scores=torch.cat(s), extras={"layer_map": torch.cat(m)},
+            Attribution(upsample(torch.cat(m), size), scores=torch.cat(sc), extras={"layer_map": torch.cat(m)},
                         params={"layer": grid.name})
-            for m, s in zip(maps, scores)
+            for m, sc in zip(maps, scores)
         ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -22,18 +22,18 @@ class GuidedGradCAM(GradCAM):
 
     name: ClassVar[str] = "guided-gradcam"
 
-    def __init__(self, model: nn.Module, **kwargs: object) -> None:
-        super().__init__(model, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, model: nn.Module, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
         self._guided = GuidedBackprop(model, chunk_size=self.chunker.chunk_size, memory_budget=self.chunker.memory_budget,
                                       precision=self.precision)
-
-    def _attribute(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> Attribution:
-        cam = super()._attribute(net, x, target, meter)
-        guided = self._guided._attribute(net, x, target, meter)
-        return Attribution(guided.attributions * cam.attributions, scores=cam.scores,
-                           extras={**cam.extras, "gradcam": cam.attributions}, params=cam.params)
 
     def _attribute_many(
         self, net: nn.Module, x: Tensor, targets: list[BoundTarget], meter: CostMeter
     ) -> list[Attribution]:
-        return [self._attribute(net, x, t, meter) for t in targets]
+        cams = super()._attribute_many(net, x, targets, meter)
+        out = []
+        for cam, target in zip(cams, targets):
+            guided = self._guided._attribute(net, x, target, meter)
+            out.append(Attribution(guided.attributions * cam.attributions, scores=cam.scores,
+                                   extras={**cam.extras, "gradcam": cam.attributions}, params=cam.params))
+        return out

@@ -1,46 +1,26 @@
 """CAMs that weight channels by what the model does without gradients: Score-CAM, Ablation-CAM, Eigen-CAM.
 
-All passes are no-grad and batched across channels (and chunked by the memory budget).
+All passes are no-grad and batched across channels, chunked by the memory budget with the forward-only
+probe (``Chunker.spans(..., forward_only=True)``); Score-CAM's masked passes run through the same loop as
+the perturbation methods (``perturbation._forward.scored_chunks``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from ...core.chunking import default_budget
+from ...core.chunking import CreatedBytes
 from ...core.cost import CostMeter
+from ...core.errors import InputError
+from ...core.model_state import hooks
 from ...core.targets import BoundTarget
+from ..layers import LayerGrid
 from ..memory_layout import in_preferred_layout
-from .base import CAM, apply_evidence, capture, upsample
-
-
-def _rows_per_pass(self: CAM, x: Tensor, row_bytes: int) -> int:
-    """Rows per no-grad pass: the explainer's chunk size, or the memory budget over a row's bytes."""
-    if self.chunker.chunk_size is not None:
-        return self.chunker.chunk_size
-    budget = self.chunker.memory_budget if self.chunker.memory_budget is not None else default_budget(x.device)
-    return max(1, budget // max(row_bytes, 1))
-
-
-def _score_rows(
-    net: nn.Module, n_rows: int, rows_per_pass: int, build: Callable[[int, int], Tensor],
-    target: BoundTarget, meter: CostMeter,
-) -> Tensor:
-    """Scores ``(n_rows,)`` of ``net`` on inputs ``build(start, stop)``, built and scored one pass at a time;
-    ``target`` is bound to the one sample all rows are perturbed copies of."""
-    scores = []
-    with torch.no_grad():
-        for start in range(0, n_rows, rows_per_pass):
-            stop = min(n_rows, start + rows_per_pass)
-            batch = build(start, stop)
-            copies = _repeat(target, 0, stop - start)
-            scores.append(in_preferred_layout(net, batch, lambda b: copies(net(b))).float())
-            meter.forward(stop - start)
-    return torch.cat(scores)
+from ..perturbation._forward import scored_chunks
+from .base import CAM, LayerPass, apply_evidence, upsample
 
 
 class ScoreCAM(CAM):
@@ -57,34 +37,33 @@ class ScoreCAM(CAM):
     name: ClassVar[str] = "scorecam"
     uses_gradients: ClassVar[bool] = False
 
-    def __init__(self, model: nn.Module, *, max_channels: int | None = None, **kwargs: object) -> None:
-        super().__init__(model, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, model: nn.Module, *, max_channels: int | None = None, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
         if max_channels is not None and max_channels < 1:
-            from ...core.errors import InputError
-
             raise InputError(f"max_channels must be >= 1, got {max_channels}", "omit it to score every channel")
         self.max_channels = max_channels
 
-    def params(self) -> dict[str, object]:
+    def params(self) -> dict[str, Any]:
         return {**super().params(), "max_channels": self.max_channels}
 
     def channel_weights(self, activations: Tensor, gradients: Tensor | None) -> Tensor:
         raise NotImplementedError  # weights come from extra passes, see map_chunk
 
-    def map_chunk(
-        self, net: nn.Module, x: Tensor, activations: Tensor, gradients: Tensor | None, target: BoundTarget,
-        meter: CostMeter,
-    ) -> Tensor:
-        per_pass = _rows_per_pass(self, x, 8 * x[0].numel() * x.element_size())
+    def map_chunk(self, net: nn.Module, x: Tensor, layer: LayerPass, target: BoundTarget, meter: CostMeter) -> Tensor:
         maps = []
         for i in range(int(x.shape[0])):
-            acts = activations[i]  # (K, h, w)
+            acts = layer.activations[i]  # (K, h, w)
             channels = self._channels(acts)
             flat = acts[channels].flatten(1)
             live = channels[(flat.amax(1) - flat.amin(1)) > 0]
             # A constant channel masks the whole image away; all of them share one input, scored once.
             n_rows = int(live.numel()) + int(live.numel() < channels.numel())
-            scores = _score_rows(net, n_rows, per_pass, _MaskedInputs(x[i], acts, live), _repeat(target, i, 1), meter)
+            xi = x[i : i + 1]
+            scores = torch.cat([
+                chunk.scores[0].float()
+                for chunk in scored_chunks(self, net, xi, torch.zeros_like(xi), [_repeat(target, i, 1)], meter,
+                                           n=n_rows, keep=_ChannelMasks(acts, live, xi.shape[-2:]))
+            ])
             channel_scores = scores[-1].expand(acts.shape[0]).clone()
             channel_scores[live] = scores[: live.numel()]
             weights = torch.zeros_like(channel_scores)
@@ -100,22 +79,20 @@ class ScoreCAM(CAM):
 
 
 
-class _MaskedInputs:
-    """Rows ``start:stop`` of the masked inputs ``x * normalised(upsampled(A_k))`` for the live channels,
-    then one all-zero-mask row; built one pass at a time so only a pass's worth of masks is ever held."""
+class _ChannelMasks:
+    """Keep masks ``normalised(upsampled(A_k))`` for rows of the live channels, and an all-zero mask for the
+    row after them; built per chunk, so only a chunk's worth of masks is ever held."""
 
-    def __init__(self, x: Tensor, activations: Tensor, live: Tensor) -> None:
-        self.x, self.activations, self.live = x, activations, live
+    def __init__(self, activations: Tensor, live: Tensor, size: Any) -> None:
+        self.activations, self.live, self.size = activations, live, (int(size[0]), int(size[1]))
 
-    def __call__(self, start: int, stop: int) -> Tensor:
-        size = (int(self.x.shape[-2]), int(self.x.shape[-1]))
-        chosen = self.live[start:stop]
-        masks = upsample(self.activations[chosen], size)[:, 0]
-        low = masks.amin((1, 2), keepdim=True)
-        masks = (masks - low) / (masks.amax((1, 2), keepdim=True) - low)
-        if stop > self.live.numel():
-            masks = torch.cat([masks, masks.new_zeros((1, *size))])
-        return self.x[None] * masks[:, None]
+    def __call__(self, sample: Tensor, index: Tensor) -> Tensor:
+        chosen = index.clamp(max=self.live.numel() - 1) if self.live.numel() else index * 0
+        masks = upsample(self.activations[self.live[chosen]] if self.live.numel() else
+                         self.activations[:1].expand(len(index), -1, -1), self.size)
+        low = masks.amin((2, 3), keepdim=True)
+        masks = (masks - low) / (masks.amax((2, 3), keepdim=True) - low).clamp(min=torch.finfo(masks.dtype).tiny)
+        return masks * (index < self.live.numel()).to(masks.dtype).view(-1, 1, 1, 1)
 
 
 def _repeat(target: BoundTarget, row: int, n: int) -> BoundTarget:
@@ -140,85 +117,94 @@ class AblationCAM(CAM):
     name: ClassVar[str] = "ablationcam"
     uses_gradients: ClassVar[bool] = False
 
-    def __init__(self, model: nn.Module, **kwargs: object) -> None:
-        super().__init__(model, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, model: nn.Module, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
         self._head_only: dict[tuple[object, ...], bool] = {}
 
     def channel_weights(self, activations: Tensor, gradients: Tensor | None) -> Tensor:
         raise NotImplementedError  # weights come from extra passes, see map_chunk
 
-    def map_chunk(
-        self, net: nn.Module, x: Tensor, activations: Tensor, gradients: Tensor | None, target: BoundTarget,
-        meter: CostMeter,
-    ) -> Tensor:
+    def map_chunk(self, net: nn.Module, x: Tensor, layer: LayerPass, target: BoundTarget, meter: CostMeter) -> Tensor:
         grid = self.layer_grid(net, x)
         maps = []
         for i in range(int(x.shape[0])):
             one = _repeat(target, i, 1)
-            with capture(net, grid.name, differentiable=False) as box, torch.no_grad():
-                y = in_preferred_layout(net, x[i : i + 1], lambda b: one(net(b))).float()
-                meter.forward(1)
-            raw = box.output
-            assert raw is not None
-            k = int(activations.shape[1])
-            row_bytes = 4 * raw[0].numel() * raw.element_size()
-            per_pass = _rows_per_pass(self, x, row_bytes)
-            dropped = self._ablated_scores(net, x[i : i + 1], raw, grid, one, k, per_pass, meter)
+            dropped = self._ablated_scores(net, x[i : i + 1], layer.raw[i : i + 1], grid, one, layer.calls, meter)
+            y = layer.scores[i].float()
             weights = (y - dropped) / y.abs().clamp(min=1e-12)
-            signed = (weights.to(activations.dtype)[:, None, None] * activations[i]).sum(0)
+            signed = (weights.to(layer.activations.dtype)[:, None, None] * layer.activations[i]).sum(0)
             maps.append(apply_evidence(signed, self.evidence))
         return torch.stack(maps)
 
     def _ablated_scores(
-        self, net: nn.Module, x1: Tensor, raw: Tensor, grid: object, target: BoundTarget, k: int, per_pass: int,
+        self, net: nn.Module, x1: Tensor, raw: Tensor, grid: LayerGrid, target: BoundTarget, calls: int,
         meter: CostMeter,
     ) -> Tensor:
+        """Scores ``(K,)`` with each channel zeroed in turn, chunked by the forward-only memory probe."""
         key = (grid, tuple(x1.shape[1:]), id(net))
         head_only = self._head_only.get(key)
         if head_only is None:
-            full = self._run(net, x1, raw, grid, target, [0], meter, head_only=False)
+            full = self._run(net, x1, raw, grid, target, [0], calls, meter, head_only=False)
             try:
-                fast = self._run(net, x1, raw, grid, target, [0], meter, head_only=True)
+                fast = self._run(net, x1, raw, grid, target, [0], calls, meter, head_only=True)
                 head_only = bool(torch.allclose(fast, full, rtol=1e-4, atol=1e-5))
             except RuntimeError:
                 head_only = False
             self._head_only[key] = head_only
-        scores = []
-        for start in range(0, k, per_pass):
-            channels = list(range(start, min(k, start + per_pass)))
-            scores.append(self._run(net, x1, raw, grid, target, channels, meter, head_only=head_only))
-        return torch.cat(scores)
+        k = int(grid.to_maps(raw).shape[1])
+        chunk_key = ("ablation", grid.name, head_only, tuple(x1.shape[1:]), x1.dtype, x1.device.type)
+        if head_only and k > 1 and self.chunker.chunk_size is None and not self.chunker.knows(chunk_key):
+            # A head-only pass runs the layers below once whatever its rows; only what comes after the layer
+            # (and the ablated copy) scales with them: that is a row's cost.
+            self.chunker.record(chunk_key, self._head_row_bytes(net, x1, raw, grid, target, calls, meter))
+        spans = self.chunker.spans(k, key=chunk_key, device=x1.device, params=net.parameters, forward_only=True)
+        return torch.cat([
+            self._run(net, x1, raw, grid, target, list(range(start, stop)), calls, meter, head_only=head_only)
+            for start, stop in spans
+        ])
+
+    def _head_row_bytes(
+        self, net: nn.Module, x1: Tensor, raw: Tensor, grid: LayerGrid, target: BoundTarget, calls: int,
+        meter: CostMeter,
+    ) -> int:
+        """Bytes one ablated row costs: its copy of the layer's output, and what the layers after it create."""
+        seen, below = [0], [0]
+        with CreatedBytes({p.data_ptr() for p in net.parameters()}) as created:
+
+            def mark(_module: nn.Module, _args: Any, _output: Tensor) -> None:
+                seen[0] += 1
+                if seen[0] == calls:
+                    below[0] = created.total
+
+            with hooks([net.get_submodule(grid.name)], mark):
+                self._run(net, x1, raw, grid, target, [0], calls, meter, head_only=True)
+        return created.total - below[0] + raw[0].numel() * raw.element_size()
 
     def _run(
-        self, net: nn.Module, x1: Tensor, raw: Tensor, grid: object, target: BoundTarget, channels: list[int],
-        meter: CostMeter, *, head_only: bool,
+        self, net: nn.Module, x1: Tensor, raw: Tensor, grid: LayerGrid, target: BoundTarget, channels: list[int],
+        calls: int, meter: CostMeter, *, head_only: bool,
     ) -> Tensor:
-        """Scores with each of ``channels`` zeroed at the layer; ``head_only`` feeds the image once."""
-        from ..layers import LayerGrid
-
-        assert isinstance(grid, LayerGrid)
+        """Scores with each of ``channels`` zeroed at the layer's last call; ``head_only`` feeds the image once."""
         n = len(channels)
         ablated = raw.expand(n, *raw.shape[1:]).clone()
         _zero_channels(ablated, grid, channels)
-        module = net.get_submodule(grid.name)
-        handle = module.register_forward_hook(lambda _m, _a, _o: ablated)
-        try:
-            with torch.no_grad():
-                batch = x1 if head_only else x1.expand(n, *x1.shape[1:])
-                out = in_preferred_layout(net, batch, net)
-                meter.forward(n)
-        finally:
-            handle.remove()
+        seen = [0]
+
+        def replace(_module: nn.Module, _args: Any, _output: Tensor) -> Tensor | None:
+            seen[0] += 1
+            return ablated if seen[0] == calls else None  # earlier calls of a re-used module run on the image alone
+
+        with hooks([net.get_submodule(grid.name)], replace), torch.no_grad():
+            batch = x1 if head_only else x1.expand(n, *x1.shape[1:])
+            out = in_preferred_layout(net, batch, net)
+            meter.forward(n)
         rows = out.shape[0] if isinstance(out, Tensor) else n
         if rows != n:
             raise RuntimeError("the network mixed the ablated batch with the image's own batch")
         return _repeat(target, 0, n)(out).float()
 
 
-def _zero_channels(ablated: Tensor, grid: object, channels: list[int]) -> None:
-    from ..layers import LayerGrid
-
-    assert isinstance(grid, LayerGrid)
+def _zero_channels(ablated: Tensor, grid: LayerGrid, channels: list[int]) -> None:
     rows = torch.arange(len(channels))
     idx = torch.tensor(channels)
     if grid.layout == "nchw":
