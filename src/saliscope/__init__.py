@@ -65,3 +65,9 @@ __all__ += [
     "GradCAMPlusPlus", "GradientRollout", "GuidedGradCAM", "HiResCAM", "LayerCAM", "OutputTarget", "ScoreCAM",
     "SegmentationTarget", "XGradCAM", "candidate_layers",
 ]
+
+# judging explanations (issue 5): saliscope.check(...); the metrics live in saliscope.metrics
+from . import metrics  # noqa: E402
+from .trust import Thresholds, check  # noqa: E402
+
+__all__ += ["Thresholds", "check", "metrics"]

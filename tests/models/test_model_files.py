@@ -105,6 +105,29 @@ def test_whole_pickled_module(tmp_path: Path) -> None:
     assert loaded.labels == ("class 0", "class 1", "class 2")  # counted by running the model
 
 
+def test_whole_module_keeps_its_own_preprocessing_and_labels(tmp_path: Path) -> None:
+    from saliscope.models.preprocess import Preprocess
+
+    net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    own = Preprocess(size=32, resize=32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    net.preprocess = own  # as saliscope's TinyCNN, or a model load_model() returned, carries them
+    net.labels = ("normal", "pneumonia")
+    path = tmp_path / "own.pt"
+    torch.save(net, path)
+    loaded = load_model(path)
+    # Not ImageNet's resize-256 / crop-224, which would cut the borders off a 32×32 image.
+    assert loaded.preprocess == own and loaded.preprocess.crop_box(32, 32) == (0.0, 0.0, 32.0, 32.0)
+    assert loaded.labels == ("normal", "pneumonia")
+    assert load_model(path, labels=["a", "b"]).labels == ("a", "b")  # an explicit choice still wins
+    assert load_model(path, arch=TIMM_ARCH).preprocess != own  # so does an explicit --arch
+
+    net.labels = ("one", "two", "three")  # labels that do not fit the outputs are not trusted
+    net.preprocess = "not a Preprocess"
+    torch.save(net, path)
+    odd = load_model(path)
+    assert odd.labels == ("class 0", "class 1") and odd.preprocess.size == 224
+
+
 def test_whole_module_whose_class_is_gone(tmp_path: Path) -> None:
     module_dir = tmp_path / "mods"
     module_dir.mkdir()

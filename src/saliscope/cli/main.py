@@ -97,9 +97,18 @@ def cli(ctx: click.Context) -> None:
 
 
 def method_options(f: F) -> F:
-    """Options shared by ``explain`` and ``demo``."""
+    """Options shared by ``explain``, ``demo``, ``evaluate`` and ``compare``."""
+    return methods_option(DEFAULT_METHODS)(f)
+
+
+def methods_option(default: str) -> Callable[[F], F]:
+    """The method options, with ``default`` as the methods run when none are named."""
+    return lambda f: _method_options(f, default)
+
+
+def _method_options(f: F, default: str) -> F:
     decorators = [
-        click.option("--method", "-m", "methods", multiple=True, default=(DEFAULT_METHODS,), show_default=True,
+        click.option("--method", "--methods", "-m", "methods", multiple=True, default=(default,), show_default=True,
                      metavar="NAMES", help="Comma-separated methods (see `saliscope methods`), or 'all'."),
         click.option("--evidence", type=click.Choice(EVIDENCE), default=None,
                      help="Show signed, positive, negative or absolute evidence (default: per method)."),
@@ -303,6 +312,13 @@ def _run(ctx: click.Context, sources: Sequence[Any], model: Any, settings: Any) 
         if any(reason.startswith("internal error") for _, reason in outcome.failures):
             click.echo("run with --debug for the traceback", err=True)
         ctx.exit(EXIT_PARTIAL)
+
+
+from .audit import audit  # noqa: E402 - issue 6: the shortcut audit (it imports helpers above)
+cli.add_command(audit)
+from . import compare as _compare, evaluate as _evaluate  # noqa: E402 - issue 5: each registers its command
+
+del _compare, _evaluate
 
 
 def main(argv: Sequence[str] | None = None) -> None:

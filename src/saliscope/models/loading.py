@@ -78,7 +78,10 @@ def load_model(
         num_classes = int(getattr(model, "num_classes", 0)) or None
     else:
         model, preprocess = _load_file(_expand(rest), arch)
+        known_labels = _own_labels(model)
     model = _move(model.eval(), target_device)
+    if num_classes is None and known_labels is not None:
+        num_classes = _count_outputs(model, preprocess)  # a file's own labels count only if they fit its outputs
     if num_classes is None:
         num_classes = len(known_labels) if known_labels else _count_outputs(model, preprocess)
     if labels is None and known_labels is not None and len(known_labels) == num_classes:
@@ -184,7 +187,11 @@ def _load_file(path: Path, arch: str | None) -> tuple[nn.Module, Preprocess]:
     if isinstance(content, nn.Module):
         # arch only tells us the preprocessing here; the file fixes the architecture.
         if arch is None:
-            return content, IMAGENET_PREPROCESS
+            # A module that carries its own Preprocess (saliscope's TinyCNN, a model load_model() returned
+            # and torch.save() wrote) knows its input best: ImageNet's resize-256/crop-224 would cut off
+            # the borders of a 64×64 image and feed it at the wrong size.
+            own = getattr(content, "preprocess", None)
+            return content, own if isinstance(own, Preprocess) else IMAGENET_PREPROCESS
         build, preprocess_of, _label = _architecture(arch)
         return content, preprocess_of(build(None))
     if arch is None:
@@ -211,6 +218,14 @@ def _load_file(path: Path, arch: str | None) -> tuple[nn.Module, Preprocess]:
                 model = build(wanted)  # a fine-tuned head: rebuild with its number of classes
     load_strict(model, state_dict, source=str(path), arch=arch_label)
     return model, preprocess
+
+
+def _own_labels(model: nn.Module) -> tuple[str, ...] | None:
+    """The class names a saved whole module carries as ``.labels`` (as load_model() and TinyCNN attach)."""
+    own = getattr(model, "labels", None)
+    if isinstance(own, (list, tuple)) and own and all(isinstance(v, str) for v in own):
+        return tuple(own)
+    return None
 
 
 def _count_outputs(model: nn.Module, preprocess: Preprocess) -> int | None:

@@ -1,0 +1,324 @@
+"""Flags: say, before a map reaches a user, whether it can be trusted — and why not.
+
+``check(explanation, model, x)`` measures what each check needs with :mod:`saliscope.metrics` and returns
+a :class:`CheckReport`: per check a :class:`Verdict` with the measured values, the threshold and a
+one-line reason. Measuring and judging are separate steps (:func:`measure`, :func:`judge`), so the
+comparison chart judges the numbers it has already measured instead of measuring twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..core.cost import Cost
+from ..core.errors import InputError
+from ..core.explanation import Explanation
+from ..methods.base import Explainer
+from .thresholds import Thresholds
+
+CheckName = Literal["map", "deletion", "stability", "sanity", "completeness"]
+CHECKS: tuple[str, ...] = ("map", "deletion", "stability", "sanity", "completeness")
+Status = Literal["pass", "fail", "skipped"]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One check's outcome for a batch.
+
+    ``values`` / ``failed`` hold one entry per image; ``status`` is ``"fail"`` when any image fails,
+    ``"skipped"`` when the check does not apply (``reason`` says why).
+    """
+
+    check: str
+    status: Status
+    values: tuple[float | None, ...]
+    threshold: float | None
+    reason: str
+    failed: tuple[bool, ...] = ()
+
+    def line(self) -> str:
+        return f"[{self.status}] {self.check}: {self.reason}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "status": self.status, "values": list(self.values),
+                "threshold": self.threshold, "reason": self.reason, "failed": list(self.failed)}
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Every check's verdict for one explanation, and what measuring them cost."""
+
+    method: str
+    verdicts: tuple[Verdict, ...]
+    cost: Cost | None = None
+
+    @property
+    def passed(self) -> bool:
+        """True when no check failed (skipped checks do not count)."""
+        return all(v.status != "fail" for v in self.verdicts)
+
+    @property
+    def failures(self) -> tuple[Verdict, ...]:
+        return tuple(v for v in self.verdicts if v.status == "fail")
+
+    def __getitem__(self, check: str) -> Verdict:
+        for v in self.verdicts:
+            if v.check == check:
+                return v
+        raise KeyError(f"no check {check!r} in this report (it has {', '.join(v.check for v in self.verdicts)})")
+
+    def lines(self) -> list[str]:
+        return [v.line() for v in self.verdicts]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "passed": self.passed, "verdicts": [v.as_dict() for v in self.verdicts],
+                "cost": None if self.cost is None else self.cost.as_dict()}
+
+
+@dataclass
+class Measurements:
+    """Per-image numbers the checks judge (``None`` where not measured). Filled by :func:`measure`."""
+
+    method: str
+    finite: list[bool]
+    value_range: list[float]
+    magnitude: list[float]
+    deletion_auc: list[float] | None = None
+    random_deletion_auc: list[float] | None = None
+    shift_rank_correlation: list[float] | None = None
+    randomised_rank_correlation: list[float] | None = None
+    completeness_gap: list[float] | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+    cost: Cost | None = None
+
+    def add_cost(self, cost: Cost) -> None:
+        self.cost = cost if self.cost is None else self.cost + cost
+
+
+def _floats(t: Tensor) -> list[float]:
+    return [float(v) for v in t.detach().double().cpu().reshape(-1)]
+
+
+def map_numbers(explanation: Explanation, method: str | None = None) -> Measurements:
+    """What the ``map`` check needs: finiteness, value range and largest magnitude per image."""
+    a = explanation.attributions.detach().double().flatten(1)
+    finite = torch.isfinite(a).all(dim=1)
+    clean = torch.where(torch.isfinite(a), a, torch.zeros_like(a))
+    return Measurements(
+        method=method or explanation.method,
+        finite=[bool(v) for v in finite],
+        value_range=_floats(clean.amax(1) - clean.amin(1)),
+        magnitude=_floats(clean.abs().amax(1)),
+    )
+
+
+def shifted_maps(saliency: Tensor, n: int, seed: int) -> list[Tensor]:
+    """``n`` copies of the map ``(B, 1, H, W)``, each rolled circularly by a seeded random offset: "chance".
+
+    Chance must have the map's own texture. Pixel-removal metrics reward scattered removal (Rong et al.
+    2022): a uniform random map deletes salt-and-pepper pixels, which wrecks any image faster than removing
+    one compact region, so a smooth map (a CAM) would "lose" to noise. The same map moved elsewhere keeps
+    its smoothness, size and compactness and changes only where it points.
+    """
+    _, _, h, w = saliency.shape
+    g = torch.Generator().manual_seed(seed)
+    offsets = torch.randint(1, h * w, (n,), generator=g).tolist()
+    return [torch.roll(saliency, shifts=(o // w, o % w), dims=(2, 3)) for o in offsets]
+
+
+def measure(
+    explanation: Explanation,
+    model: nn.Module,
+    x: Tensor,
+    *,
+    explainer: Explainer | None = None,
+    checks: Sequence[str] = CHECKS,
+    thresholds: Thresholds = Thresholds(),
+    seed: int = 0,
+) -> Measurements:
+    """Measure what ``checks`` need. Stability and sanity re-run the method, so they need ``explainer``."""
+    from ..metrics.faithfulness import deletion
+    from ..metrics.robustness import consistency
+    from ..metrics.sanity import Stage, model_randomisation, randomisation_stages
+
+    _check_names(checks)
+    found = map_numbers(explanation)
+    if "deletion" in checks:
+        curve = deletion(model, x, explanation, explanation.target, steps=thresholds.deletion_steps, seed=seed)
+        found.deletion_auc = _floats(curve.normalized_auc)
+        found.add_cost(curve.cost)
+        chance = []
+        moved = shifted_maps(explanation.saliency(), thresholds.deletion_random_maps, seed)
+        for i, elsewhere in enumerate(moved):
+            r = deletion(model, x, elsewhere, explanation.target, steps=thresholds.deletion_steps, seed=seed + i)
+            chance.append(r.normalized_auc)
+            found.add_cost(r.cost)
+        found.random_deletion_auc = _floats(torch.stack(chance).mean(0))
+    needs_explainer = [c for c in ("stability", "sanity") if c in checks]
+    if needs_explainer and explainer is None:
+        for c in needs_explainer:
+            found.notes[c] = "needs the explainer: pass explainer= (the method object that made the map)"
+    elif explainer is not None:
+        if "stability" in checks:
+            result = consistency(explainer, x, explanation.target, transforms=("shift1",), seed=seed)
+            found.shift_rank_correlation = _floats(result.spearman[0])
+            found.add_cost(result.cost)
+        if "sanity" in checks:
+            # One stage holding the top `sanity_stages` stages: the cascade's step that decides the flag.
+            top = randomisation_stages(explainer.model)[: thresholds.sanity_stages]
+            group = Stage("+".join(s.name for s in top), tuple(n for s in top for n in s.parameters))
+            result = model_randomisation(explainer, x, explanation.target, stages=[group], seed=seed)
+            found.randomised_rank_correlation = _floats(result.spearman_abs[-1])
+            found.add_cost(result.cost)
+    if "completeness" in checks:
+        if explanation.completeness_gap is None:
+            found.notes["completeness"] = f"{explanation.method} is not a path method: it has no completeness gap"
+        else:
+            from ..metrics.completeness import completeness_gap
+
+            found.completeness_gap = _floats(completeness_gap(explanation).relative_gap)
+    return found
+
+
+def judge(found: Measurements, *, checks: Sequence[str] = CHECKS, thresholds: Thresholds = Thresholds()) -> CheckReport:
+    """Turn measurements into verdicts (no model calls)."""
+    _check_names(checks)
+    verdicts = []
+    for name in checks:
+        verdicts.append(_JUDGES[name](found, thresholds))
+    return CheckReport(found.method, tuple(verdicts), found.cost)
+
+
+def check(
+    explanation: Explanation,
+    model: nn.Module,
+    x: Tensor,
+    *,
+    explainer: Explainer | None = None,
+    checks: Sequence[str] = CHECKS,
+    thresholds: Thresholds = Thresholds(),
+    seed: int = 0,
+) -> CheckReport:
+    """Judge an explanation: is the map usable, faithful, stable, sane, complete?
+
+    Args:
+        explanation: what ``explainer.explain(x, target)`` returned.
+        model: the model it explains (left exactly as found; randomisation works on a copy).
+        x: ``(B, C, H, W)`` the batch it explains.
+        explainer: the method object; needed by ``stability`` and ``sanity``, which re-run it (skipped
+            with a note without it).
+        checks: any of ``"map"`` (finite, not flat), ``"deletion"`` (deletion AUC beats seeded random
+            maps), ``"stability"`` (1-px shift), ``"sanity"`` (the top of the model randomised),
+            ``"completeness"`` (path methods).
+        thresholds: when each check fails; see :class:`Thresholds`.
+        seed: seeds the random maps, the randomised weights and the noise.
+
+    Returns:
+        A :class:`CheckReport`; ``report.passed``, ``report.failures``, ``report.lines()``.
+    """
+    if not isinstance(explanation, Explanation):
+        raise InputError(f"check needs an Explanation, got {type(explanation).__name__}",
+                         "pass what explainer.explain(x, target) returned")
+    found = measure(explanation, model, x, explainer=explainer, checks=checks, thresholds=thresholds, seed=seed)
+    return judge(found, checks=checks, thresholds=thresholds)
+
+
+def _check_names(checks: Sequence[str]) -> None:
+    unknown = [c for c in checks if c not in CHECKS]
+    if unknown or not checks:
+        raise InputError(f"unknown or no checks: {unknown or 'none given'}", f"use some of: {', '.join(CHECKS)}")
+
+
+def _which(failed: list[bool]) -> str:
+    """" in 2 of 3 images" for batches; empty for one image."""
+    return "" if len(failed) == 1 else f" in {sum(failed)} of {len(failed)} images"
+
+
+def _verdict(check: str, values: list[float], failed: list[bool], threshold: float, bad: str, good: str) -> Verdict:
+    worst = next((v for v, f in zip(values, failed) if f), values[0])
+    status: Status = "fail" if any(failed) else "pass"
+    reason = (bad.format(v=worst) + _which(failed)) if any(failed) else good.format(v=values[0] if len(values) == 1
+                                                                                   else min(values, key=abs))
+    return Verdict(check, status, tuple(values), threshold, reason, tuple(failed))
+
+
+def _judge_map(found: Measurements, t: Thresholds) -> Verdict:
+    failed, reasons = [], []
+    for fin, spread, top in zip(found.finite, found.value_range, found.magnitude):
+        if not fin:
+            failed.append(True)
+            reasons.append("map contains NaN or Inf")
+        elif top == 0 or spread <= t.flat_tolerance * top:
+            failed.append(True)
+            reasons.append("map is flat: every pixel has the same value, it shows nothing")
+        else:
+            failed.append(False)
+    values: tuple[float | None, ...] = tuple(
+        (s / m if m > 0 else 0.0) if f else None for s, m, f in zip(found.value_range, found.magnitude, found.finite))
+    if any(failed):
+        return Verdict("map", "fail", values, t.flat_tolerance, reasons[0] + _which(failed), tuple(failed))
+    return Verdict("map", "pass", values, t.flat_tolerance, "map is finite and varies", tuple(failed))
+
+
+def _judge_deletion(found: Measurements, t: Thresholds) -> Verdict:
+    if found.deletion_auc is None or found.random_deletion_auc is None:
+        return Verdict("deletion", "skipped", (), t.deletion_margin, found.notes.get("deletion", "not measured"))
+    values = found.deletion_auc
+    chance = found.random_deletion_auc
+    failed = [not (v <= c - t.deletion_margin) for v, c in zip(values, chance)]  # NaN fails
+    i = next((j for j, f in enumerate(failed) if f), 0)
+    if any(failed):
+        reason = (f"deletion AUC {values[i]:.3f} is no better than the same map moved to random places: {chance[i]:.3f} "
+                  f"(needs ≤ {chance[i] - t.deletion_margin:.3f})" + _which(failed))
+        return Verdict("deletion", "fail", tuple(values), t.deletion_margin, reason, tuple(failed))
+    reason = f"deletion AUC {values[0]:.3f} beats the same map moved to random places: {chance[0]:.3f} by ≥ {t.deletion_margin:g}"
+    return Verdict("deletion", "pass", tuple(values), t.deletion_margin, reason, tuple(failed))
+
+
+def _judge_stability(found: Measurements, t: Thresholds) -> Verdict:
+    values = found.shift_rank_correlation
+    if values is None:
+        return Verdict("stability", "skipped", (), t.min_shift_rank_correlation,
+                       found.notes.get("stability", "not measured"))
+    failed = [not (v >= t.min_shift_rank_correlation) for v in values]
+    return _verdict("stability", values, failed, t.min_shift_rank_correlation,
+                    f"unstable under 1-px shifts: rank correlation {{v:.2f}} < {t.min_shift_rank_correlation:g}",
+                    f"stable under 1-px shifts: rank correlation {{v:.2f}} ≥ {t.min_shift_rank_correlation:g}")
+
+
+def _judge_sanity(found: Measurements, t: Thresholds) -> Verdict:
+    values = found.randomised_rank_correlation
+    if values is None:
+        return Verdict("sanity", "skipped", (), t.max_randomised_rank_correlation,
+                       found.notes.get("sanity", "not measured"))
+    limit = t.max_randomised_rank_correlation
+    failed = [not (v <= limit) for v in values]
+    return _verdict("sanity", values, failed, limit,
+                    f"map barely changes when the top of the model is randomised: rank correlation {{v:.2f}} > {limit:g}",
+                    f"map changes when the top of the model is randomised: rank correlation {{v:.2f}} ≤ {limit:g}")
+
+
+def _judge_completeness(found: Measurements, t: Thresholds) -> Verdict:
+    values = found.completeness_gap
+    if values is None:
+        return Verdict("completeness", "skipped", (), t.max_completeness_gap,
+                       found.notes.get("completeness", "not measured"))
+    failed = [not (v <= t.max_completeness_gap) for v in values]
+    pct = t.max_completeness_gap * 100
+    good = f"completeness gap {{v:.1%}} ≤ {pct:g}%"
+    bad = f"completeness gap {{v:.1%}} > {pct:g}%: use more integration steps"
+    return _verdict("completeness", values, failed, t.max_completeness_gap, bad, good)
+
+
+_JUDGES = {
+    "map": _judge_map,
+    "deletion": _judge_deletion,
+    "stability": _judge_stability,
+    "sanity": _judge_sanity,
+    "completeness": _judge_completeness,
+}

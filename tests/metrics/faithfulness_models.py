@@ -1,0 +1,89 @@
+"""Tiny models with known answers for the faithfulness metrics, and a model-state snapshot."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+SIDE = 32  # image side: 1024 pixels
+TOP, LEFT, BLOCK = 8, 16, 8  # the block the model reads: rows 8..15, columns 16..23 (64 pixels)
+
+
+class BlockReader(nn.Module):
+    """Class 0's logit is the mean of one 8×8 block of channel 0; class 1's logit is a constant 0.5.
+
+    Only the block matters, so the best possible deletion order removes the block first, and hiding the
+    block (with a constant 0) flips the top-1 class when the block held ones.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        block = x[:, 0, TOP:TOP + BLOCK, LEFT:LEFT + BLOCK].mean(dim=(1, 2))
+        return torch.stack([self.scale * block, torch.full_like(block, 0.5)], dim=1)
+
+
+def block_mask(batch: int = 1) -> torch.Tensor:
+    """``(batch, 1, SIDE, SIDE)`` float: 1 on the block, 0 elsewhere (the perfect map)."""
+    m = torch.zeros(batch, 1, SIDE, SIDE)
+    m[:, :, TOP:TOP + BLOCK, LEFT:LEFT + BLOCK] = 1
+    return m
+
+
+def block_image(batch: int = 1, seed: int = 0) -> torch.Tensor:
+    """``(batch, 3, SIDE, SIDE)``: ones on channel 0's block, zeros elsewhere on channel 0, noise on 1 and 2."""
+    x = torch.randn(batch, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(seed))
+    x[:, 0] = block_mask(batch)[:, 0]
+    return x
+
+
+class Counting(nn.Module):
+    """Counts forward calls of ``net``; raises on call number ``fail_on`` (1-based) when given."""
+
+    def __init__(self, net: nn.Module, fail_on: int | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.calls = 0
+        self.fail_on = fail_on
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.fail_on is not None and self.calls >= self.fail_on:
+            raise RuntimeError("boom")
+        return self.net(x)
+
+
+def snapshot(model: nn.Module) -> dict:
+    return {
+        "training": [(n, m.training) for n, m in model.named_modules()],
+        "requires_grad": [(n, p.requires_grad) for n, p in model.named_parameters()],
+        "grads": [(n, None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()],
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "hooks": [(n, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+                  for n, m in model.named_modules()],
+    }
+
+
+def assert_same(before: dict, after: dict) -> None:
+    assert before["training"] == after["training"]
+    assert before["requires_grad"] == after["requires_grad"]
+    assert before["hooks"] == after["hooks"]
+    for (n, g0), (_, g1) in zip(before["grads"], after["grads"]):
+        assert (g0 is None) == (g1 is None), n
+        if g0 is not None:
+            assert torch.equal(g0, g1), n
+    for k, v in before["state"].items():
+        assert torch.equal(v, after["state"][k]), k
+
+
+def awkward(model: nn.Module) -> nn.Module:
+    """Train mode with one submodule in eval, one frozen parameter, one stale .grad: all must survive."""
+    model.train()
+    modules = [m for m in model.modules() if list(m.parameters(recurse=False))]
+    modules[-1].eval()
+    params = list(model.parameters())
+    params[0].requires_grad_(False)
+    params[-1].grad = torch.full_like(params[-1], 7.0)
+    return model

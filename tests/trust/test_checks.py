@@ -1,0 +1,144 @@
+"""Flags: each check fires on a case built to fail it, passes one built to pass it, and leaves the model alone."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import saliscope as ss
+from saliscope.core.cost import Cost
+from saliscope.core.explanation import Explanation
+from saliscope.trust import CHECKS, Thresholds, check, judge, measure
+from saliscope.trust.checks import shifted_maps
+from faithfulness_models import BlockReader, assert_same, block_image, block_mask, snapshot
+from robustness_models import LinearImage, Sobel
+
+
+def _explanation(maps: torch.Tensor, like: Explanation) -> Explanation:
+    return Explanation(maps, like.target, "handmade", {}, Cost(0, 0, 0, 0.0, None))
+
+
+def test_map_check_flags_flat_and_nan_maps_and_passes_a_varying_one() -> None:
+    model, x = BlockReader(), block_image(3)
+    e = ss.Gradient(model).explain(x, 0)
+    maps = block_mask(3)
+    maps[1] = 0.0  # flat
+    maps[2, 0, 0, 0] = float("nan")
+    report = check(_explanation(maps, e), model, x, checks=("map",))
+    verdict = report["map"]
+    assert verdict.status == "fail" and verdict.failed == (False, True, True)
+    assert "flat" in verdict.reason and "in 2 of 3 images" in verdict.reason
+    assert check(_explanation(block_mask(1), e[:1]), model, x[:1], checks=("map",)).passed
+
+
+def test_deletion_check_passes_the_perfect_map_and_fails_the_inverted_one() -> None:
+    model, x = BlockReader(), block_image(2)
+    e = ss.Gradient(model).explain(x, 0)
+    perfect = check(_explanation(block_mask(2), e), model, x, checks=("deletion",))
+    inverted = check(_explanation(1 - block_mask(2), e), model, x, checks=("deletion",))
+    assert perfect.passed and perfect["deletion"].status == "pass"
+    assert inverted["deletion"].status == "fail" and inverted["deletion"].failed == (True, True)
+    assert "no better than the same map moved to random places" in inverted["deletion"].reason
+
+
+def test_chance_maps_are_the_map_moved_not_changed() -> None:
+    m = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    moved = shifted_maps(m, 3, seed=1)
+    for other in moved:
+        assert not torch.equal(other, m)
+        assert torch.equal(other.flatten(1).sort(dim=1).values, m.flatten(1).sort(dim=1).values)
+    assert all(torch.equal(a, b) for a, b in zip(moved, shifted_maps(m, 3, seed=1)))
+
+
+def test_sanity_flags_an_edge_detector_and_passes_the_gradient() -> None:
+    model = LinearImage(h=16, w=16).eval()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    blind = Sobel(model)
+    e = blind.explain(x, 1)
+    report = check(e, model, x, explainer=blind, checks=("sanity",))
+    assert report["sanity"].status == "fail"
+    assert "barely changes when the top of the model is randomised" in report["sanity"].reason
+    assert report["sanity"].values == tuple([1.0] * 2) or all(v > 0.99 for v in report["sanity"].values)
+    g = ss.Gradient(model)
+    assert check(g.explain(x, 1), model, x, explainer=g, checks=("sanity",)).passed
+
+
+def test_stability_flags_a_shift_sensitive_map_and_is_skipped_without_the_explainer() -> None:
+    model = LinearImage(h=16, w=16).eval()
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    g = ss.Gradient(model)
+    e = g.explain(x, 0)
+    # A linear model's gradient is its fixed weight pattern: shifting the image does not move it.
+    report = check(e, model, x, explainer=g, checks=("stability", "completeness"))
+    assert report["stability"].status == "fail" and "1-px shifts" in report["stability"].reason
+    assert report["completeness"].status == "skipped" and "not a path method" in report["completeness"].reason
+    alone = check(e, model, x, checks=("stability",))
+    assert alone["stability"].status == "skipped" and "explainer=" in alone["stability"].reason
+    sobel = Sobel(model)  # edges of the image move with it: stable
+    assert check(sobel.explain(x, 0), model, x, explainer=sobel, checks=("stability",)).passed
+
+
+def test_completeness_flags_a_coarse_path_and_passes_a_fine_one() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Softplus(beta=4), nn.Flatten(), nn.Linear(4 * 64, 2))
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(5)) * 3
+    coarse = ss.IntegratedGradients(model, n_steps=1, rule="riemann-left", baseline="zero").explain(x, 0)
+    fine = ss.IntegratedGradients(model, n_steps=64, baseline="zero").explain(x, 0)
+    bad = check(coarse, model, x, checks=("completeness",))["completeness"]
+    assert bad.status == "fail" and bad.values[0] > 0.05 and "integration steps" in bad.reason
+    assert check(fine, model, x, checks=("completeness",)).passed
+
+
+def test_thresholds_decide_and_judging_needs_no_model_calls() -> None:
+    model = LinearImage(h=16, w=16).eval()
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    g = ss.Gradient(model)
+    found = measure(g.explain(x, 0), model, x, explainer=g, checks=("stability",))
+    strict, lax = Thresholds(min_shift_rank_correlation=0.5), Thresholds(min_shift_rank_correlation=-1.0)
+    assert judge(found, checks=("stability",), thresholds=strict)["stability"].status == "fail"
+    lenient = judge(found, checks=("stability",), thresholds=lax)["stability"]
+    assert lenient.status == "pass" and lenient.threshold == -1.0
+
+
+def test_every_check_leaves_the_model_as_found_also_when_it_fails_half_way() -> None:
+    model = LinearImage(h=16, w=16)
+    model.train()
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(6))
+    x_before = x.clone()
+    g = ss.Gradient(model)
+    before = snapshot(model)
+    report = check(g.explain(x, 0), model, x, explainer=g, checks=CHECKS)
+    assert len(report.verdicts) == len(CHECKS) and report.cost is not None and report.cost.forward_passes > 0
+    assert_same(before, snapshot(model))
+    assert torch.equal(x, x_before)
+
+    calls = {"n": 0}
+
+    def fail_on_fifth(module, inputs):  # noqa: ANN001
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("boom")
+
+    handle = model.register_forward_pre_hook(fail_on_fifth)
+    try:
+        before = snapshot(model)
+        try:
+            check(g.explain(x, 0), model, x, explainer=g, checks=CHECKS)
+        except RuntimeError:
+            pass
+        assert_same(before, snapshot(model))
+    finally:
+        handle.remove()
+
+
+def test_unknown_checks_are_a_clear_error() -> None:
+    import pytest
+
+    from saliscope.core.errors import InputError
+
+    model, x = BlockReader(), block_image(1)
+    e = ss.Gradient(model).explain(x, 0)
+    with pytest.raises(InputError, match="unknown or no checks"):
+        check(e, model, x, checks=("vibes",))
+    with pytest.raises(InputError, match="needs an Explanation"):
+        check(e.attributions, model, x)  # type: ignore[arg-type]
