@@ -12,6 +12,10 @@
 5. explain() bookkeeping: saliscope Gradient vs a bare frozen forward+backward, and ``explaining()`` alone.
 6. (CPU only) the channels_last input ``input_gradients`` feeds a conv net vs a contiguous input, on
    Gradient / SmoothGrad-50 / IG-50, and how far the maps move.
+7. No-grad forward passes (what perturbation methods, Score-CAM and the faithfulness metrics run): the
+   model as loaded with a contiguous input, with a channels_last input, and the folded inference copy
+   (``methods/batchnorm_folding.py``) with a channels_last input, per row at a few chunk sizes; on the
+   default model and on torchvision ResNet-50 (random weights), with how far the outputs move.
 Results: ``bench/results/tricks-<device>.{md,json}``.
 """
 
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--sizes", type=int, nargs="*", default=None, help="chunk sizes for sections 1-2")
-    ap.add_argument("--sections", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6], help="which sections to run")
+    ap.add_argument("--sections", type=int, nargs="*", default=[1, 2, 3, 4, 5, 6, 7], help="which sections to run")
     args = ap.parse_args(argv)
     sections = set(args.sections)
 
@@ -220,6 +224,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out["cl_input"] = interleaved(fns, device, args.repeats, args.warmup, progress)
         out["cl_input_diffs"] = diffs
 
+    if 7 in sections:
+        # 7. no-grad forward: layout and batch-norm folding ------------------------------------------------
+        import torchvision
+
+        from saliscope.methods.batchnorm_folding import folded_copy
+
+        nets = {"default": model, "resnet50": torchvision.models.resnet50().eval().to(device)}
+        fold_sizes = tuple(args.sizes) if args.sizes else (4, 16)
+        out["fold"], out["fold_diffs"], out["fold_sizes"] = {}, {}, fold_sizes
+        for net_name, net in nets.items():
+            cl = (lambda t: t.contiguous(memory_format=torch.channels_last)) if device.type == "cpu" else (lambda t: t)
+            folded = folded_copy(net, cl(x))
+            assert folded is not None, f"{net_name}: nothing folded"
+            fns = {}
+            for b in fold_sizes:
+                xb = x.expand(b, -1, -1, -1).contiguous() + 0.01 * torch.randn(b, *shape, device=device)
+                fns[f"{net_name} b={b}: contiguous"] = (lambda xb: lambda: _no_grad(net, xb))(xb)
+                fns[f"{net_name} b={b}: channels_last input"] = (lambda xb: lambda: _no_grad(net, xb))(cl(xb))
+                fns[f"{net_name} b={b}: folded copy, channels_last input"] = (
+                    lambda xb: lambda: _no_grad(folded, xb))(cl(xb))
+            with torch.no_grad():
+                ref, got = net(x), folded(cl(x))
+            out["fold_diffs"][net_name] = {"max_abs_diff": float((ref - got).abs().max()),
+                                           "max_abs": float(ref.abs().max())}
+            print(f"7. no-grad forward, {net_name}", flush=True)
+            out["fold"].update(interleaved(fns, device, args.repeats, args.warmup, progress))
+            del folded
+
     env["load_after"] = loadavg()
     md = render(env, out)
     print()
@@ -227,6 +259,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     md_path, js_path = write_results(f"tricks-{device.type}", md, {"environment": env, **out})
     print(f"written: {md_path}  {js_path}")
     return out
+
+
+def _no_grad(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
 
 
 def _frozen_grad(model: torch.nn.Module, x: torch.Tensor, c: int) -> torch.Tensor:
@@ -268,6 +305,21 @@ def render(env: dict[str, Any], out: dict[str, Any]) -> str:
                       for k, v in out["cl_input_diffs"].items())
         lines += ["### 6. channels_last input (model untouched) vs contiguous — " + d, "",
                   *_table(out["cl_input"]), ""]
+    if "fold" in out:
+        d = "; ".join(f"{k} output max |Δ| {v['max_abs_diff']:.1e} (max |logit| {v['max_abs']:.1f})"
+                      for k, v in out["fold_diffs"].items())
+        lines += ["### 7. No-grad forward: contiguous, channels_last input, folded copy — " + d, "",
+                  *_table(out["fold"]), ""]
+        for net_name in ("default", "resnet50"):
+            for b in out["fold_sizes"]:
+                base = out["fold"].get(f"{net_name} b={b}: contiguous")
+                if base is None:
+                    continue
+                ratios = ", ".join(
+                    f"{how} {base['median'] / out['fold'][f'{net_name} b={b}: {how}']['median']:.2f}×"
+                    for how in ("channels_last input", "folded copy, channels_last input"))
+                lines.append(f"- {net_name}, {b} rows: contiguous / {ratios}")
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -46,11 +46,15 @@ def test_gradient_of_a_patch_reader_puts_all_mass_in_its_corner() -> None:
     regions = standard_regions(border=0.1, corner=0.3, user=user)
     result = audit_batch(Gradient(model), batch(), regions=regions, grid=16, preprocess=PIXELS)
     names = [r.name for r in result.regions]
-    assert names == ["border", "top-left", "top-right", "bottom-left", "bottom-right", "region"]
+    assert names == ["border", "top-left", "top-right", "bottom-left", "bottom-right", "top", "bottom", "left", "right",
+                     "region"]
     m = dict(zip(names, result.masses[0].tolist()))
     # The gradient is 1/3 on every channel of the 6×6 patch: an even map over the patch.
     assert m["top-left"] == pytest.approx(1.0, abs=1e-12)
     assert m["top-right"] == m["bottom-left"] == m["bottom-right"] == 0.0
+    # The edges are 30% bands (10 px of 32): the 6×6 patch lies in the top and left ones.
+    assert m["top"] == pytest.approx(1.0, abs=1e-12) and m["left"] == pytest.approx(1.0, abs=1e-12)
+    assert m["bottom"] == m["right"] == 0.0
     # The border frame is 3 px wide (10% of 32, rounded): 36 - 3×3 interior patch pixels lie in it.
     assert m["border"] == pytest.approx(27 / 36, abs=1e-12)
     assert m["region"] == pytest.approx(9 / 36, abs=1e-12)

@@ -114,3 +114,5 @@ def test_parse_region_takes_pixels_or_fractions() -> None:
     assert parse_region(" 0, 0, 0.25, 0.5 ", 32) == (0.0, 0.0, 0.25, 0.5)
     with pytest.raises(InputError, match="not a box"):
         parse_region("10,10,5,20", 32)
+    with pytest.raises(InputError, match="mixes fractions and pixels"):
+        parse_region("0,0,0.5,2", 32)  # not a 1-pixel-wide box read as pixels

@@ -77,7 +77,7 @@ def test_a_corner_reader_is_flagged_in_every_class_and_bad_files_are_listed(data
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     # per class: mean image, mean map, spread, and the 3 most concentrated images
     assert "possible shortcut" in page and page.count("data:image/png;base64,") == 3 * (3 + 3)
-    assert page.count("class='hist'") == 3 and page.count("class='bar'") == 3 * 6
+    assert page.count("class='hist'") == 3 and page.count("class='bar'") == 3 * 10  # one bar per region: border, 4 corners, 4 edges, spot
     assert "corner/broken.png" in page and "src='http" not in page  # self-contained
     assert json.loads(outcome.summary_path.read_text()) == json.loads(json.dumps(s))
 

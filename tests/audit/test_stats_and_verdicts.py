@@ -80,6 +80,36 @@ def finding(name: str, kind: str, mass: float, area: float, *, share: float = 1.
     return RegionFinding(name, kind, box, kind == "border", area, mass, 0.1, share, others, (0,) * 10)  # type: ignore[arg-type]
 
 
+def test_statistics_of_parts_merge_into_those_of_the_whole() -> None:
+    """The distributed seam: partitions folded separately and merged give the single pass's statistics."""
+    rng = np.random.default_rng(2)
+    rows = [("ab"[i % 3 == 0], None if i % 5 == 0 else rng.random((4, 4)), rng.random(3), rng.random((3, 6, 6)),
+             bool(i % 2)) for i in range(90)]
+
+    def fold(part: list) -> AuditStats:
+        stats = AuditStats(["a", "b"], n_regions=3, grid=4)
+        for label, grid_map, masses, pixels, correct in part:
+            stats.add(label, grid_map=grid_map, masses=None if grid_map is None else masses, pixels=pixels,
+                      correct=correct)
+        return stats
+
+    whole = fold(rows)
+    merged = fold([])
+    for part in (rows[:7], rows[7:50], [], rows[50:]):
+        merged.merge(fold(part))
+    for name in ("a", "b"):
+        w, m = whole.per_class[name], merged.per_class[name]
+        assert (m.images, m.flat, m.correct, m.judged, m.pixel_count) == (w.images, w.flat, w.correct, w.judged,
+                                                                          w.pixel_count)
+        assert m.maps.count == w.maps.count and m.masses.count == w.masses.count
+        for mine, theirs in ((m.maps, w.maps), (m.masses, w.masses)):
+            np.testing.assert_allclose(mine.mean, theirs.mean, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(mine.std(), theirs.std(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(m.pixel_sum, w.pixel_sum, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="same audit"):
+        merged.merge(AuditStats(["a", "b"], n_regions=4, grid=4))
+
+
 def test_a_concentrated_consistent_corner_is_a_shortcut() -> None:
     findings = (finding("border", "border", 0.5, 0.36, box=(0.1, 0.1, 0.9, 0.9)),
                 finding("top-left", "corner", 0.71, 0.09),
@@ -105,6 +135,9 @@ def test_each_rule_can_clear_a_class() -> None:
     assert shared.status == "clear" and "other classes put 50% there too" in shared.line
     alone = verdict(finding("spot", "spot", 0.6, 0.1, others=None))
     assert alone.status == "clear" and "needs other classes" in alone.line
+    # A spot follows wherever the class's content usually is: it must hold nearly every image.
+    content = verdict(finding("spot", "spot", 0.48, 0.1, share=0.67, others=0.12, box=(0.4, 0.4, 0.6, 0.6)))
+    assert content.status == "clear" and "only 67% of the images concentrate there individually, need 80%" in content.line
     spot = verdict(finding("spot", "spot", 0.6, 0.1, others=0.1, box=(0.4, 0.4, 0.6, 0.6)))
     assert spot.status == "shortcut" and "fixed spot at the centre (x 13–19, y 13–19 px of the 32×32 input" in spot.line
     too_few = verdict(finding("top-left", "corner", 0.9, 0.09), measured=3)
@@ -120,3 +153,26 @@ def test_the_border_needs_more_mass_than_a_corner(mass: float) -> None:
               thresholds=Thresholds(), input_size=(32, 32))
     assert (v.status == "shortcut") == (mass > 0.584)
     assert "border (outer 10% of each side, 36% of the area)" in v.line
+
+
+def test_the_smallest_flagged_region_leads_and_edges_are_worded() -> None:
+    corner = (finding("top", "edge", 0.75, 0.3, box=(0.0, 0.0, 1.0, 0.3)), finding("top-left", "corner", 0.6, 0.09))
+    v = judge("c", images=20, measured=20, findings=corner, thresholds=Thresholds(), input_size=(32, 32))
+    assert v.flagged == ("top", "top-left") and v.lead is not None and v.lead.name == "top-left"
+    stripe = (finding("top", "edge", 0.9, 0.3, box=(0.0, 0.0, 1.0, 0.3)), finding("top-left", "corner", 0.3, 0.09))
+    v = judge("c", images=20, measured=20, findings=stripe, thresholds=Thresholds(), input_size=(32, 32))
+    assert v.flagged == ("top",)
+    assert "90% of saliency mass in the top edge (a band 30% of the height deep, 30% of the area)" in v.line
+
+
+def test_pixel_level_gradient_methods_are_warned_about() -> None:
+    import saliscope as ss
+    from saliscope.audit.verdicts import method_notes
+    from tiny_models import SmallCNN
+
+    model = SmallCNN().eval()
+    for explainer in (ss.Gradient(model), ss.GuidedBackprop(model), ss.SmoothGrad(ss.Gradient(model))):
+        (note,) = method_notes(explainer)
+        assert "thresholds were measured with Grad-CAM" in note and explainer.name in note
+    for explainer in (ss.GradCAM(model), ss.Occlusion(model), ss.IntegratedGradients(model)):
+        assert method_notes(explainer) == []

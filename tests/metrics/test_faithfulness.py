@@ -154,8 +154,9 @@ def test_a_100_step_curve_is_batched_not_100_calls(metric):
     sal = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     curve = metric(model, x, sal, steps=100, chunk_size=64)
     rows = 2 * 100  # the clean step is scored once, when the target is bound
-    assert model.calls == 1 + math.ceil(rows / 64) == 5
-    assert curve.cost.batches == 5 and curve.cost.forward_passes == 2 + rows
+    probe = 2  # one-row passes that fold the batch norm into a private copy (methods/batchnorm_folding.py)
+    assert model.calls == 1 + probe + math.ceil(rows / 64) == 7
+    assert curve.cost.batches == 7 and curve.cost.forward_passes == 2 + probe + rows
     assert curve.cost.backward_passes == 0 and curve.cost.seconds > 0
 
 
@@ -310,6 +311,9 @@ def test_hiding_the_block_drops_the_score_by_a_known_amount_and_beats_shifted_re
     torch.testing.assert_close(result.random_drops, torch.tensor([overlap, overlap]))
     assert bool((result.margin > 0).all()) and result.beats_random.tolist() == [1.0, 1.0]
     assert result.value.tolist() == pytest.approx([1 - sum(overlap) / 8] * 2)
+    # A shifted region flips the prediction when it hides more than half of the block (logit 1 - s < 0.5).
+    flips = sum(s > 0.5 for s in overlap) / 8
+    assert result.random_flip_rate.tolist() == pytest.approx([flips, flips]) and flips < 1
 
 
 def test_hiding_a_region_the_model_ignores_changes_nothing():

@@ -10,6 +10,7 @@ import saliscope as ss
 from saliscope.core.errors import InputError, MethodError
 from saliscope.core.targets import BoundClasses
 from saliscope.core.views import FlatMapWarning
+from saliscope import metrics
 from saliscope.metrics import avg_sensitivity, consistency, max_sensitivity
 from saliscope.metrics.similarity import evidence_maps, top_k_overlap
 
@@ -169,3 +170,16 @@ def test_bad_arguments_are_clear_errors(cnn):
         consistency(ss.Gradient(cnn), x, transforms=("rotate",))
     with pytest.raises(InputError, match="top_k"):
         consistency(ss.Gradient(cnn), x, top_k=0.0)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda g, x: metrics.max_sensitivity(g, x, n_samples=2.5), "n_samples must be a whole number"),
+    (lambda g, x: metrics.avg_sensitivity(g, x, radius="a"), "radius must be a number > 0"),
+    (lambda g, x: metrics.consistency(g, x, noise="a"), "noise must be a number >= 0"),
+    (lambda g, x: metrics.effective_resolution(g.explain(x), energy_share=2), "energy_share must be a number > 0"),
+])
+def test_wrong_argument_types_are_one_clear_error(call, match) -> None:
+    model = LinearImage(h=8, w=8).eval()
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(InputError, match=match):
+        call(ss.Gradient(model), x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -39,6 +40,13 @@ def test_deletion_check_passes_the_perfect_map_and_fails_the_inverted_one() -> N
     assert perfect.passed and perfect["deletion"].status == "pass"
     assert inverted["deletion"].status == "fail" and inverted["deletion"].failed == (True, True)
     assert "no better than the same map moved to random places" in inverted["deletion"].reason
+    # The value judged is the map's normalised deletion AUC minus chance's; the threshold is -margin.
+    found = measure(_explanation(block_mask(2), e), model, x, checks="deletion")
+    margins = tuple(a - c for a, c in zip(found.deletion_auc, found.random_deletion_auc))
+    assert perfect["deletion"].values == margins and all(v < 0 for v in margins)
+    assert perfect["deletion"].threshold == 0.0 and all(v > 0 for v in inverted["deletion"].values)
+    strict = judge(found, checks="deletion", thresholds=Thresholds(deletion_margin=-min(margins) + 0.01))
+    assert strict["deletion"].status == "fail" and strict["deletion"].threshold == min(margins) - 0.01
 
 
 def test_chance_maps_are_the_map_moved_not_changed() -> None:
@@ -140,5 +148,32 @@ def test_unknown_checks_are_a_clear_error() -> None:
     e = ss.Gradient(model).explain(x, 0)
     with pytest.raises(InputError, match="unknown or no checks"):
         check(e, model, x, checks=("vibes",))
+    assert [v.check for v in check(e, model, x, checks="map").verdicts] == ["map"]  # one name, not its letters
     with pytest.raises(InputError, match="needs an Explanation"):
         check(e.attributions, model, x)  # type: ignore[arg-type]
+
+
+def test_known_results_are_reused_and_give_the_same_verdicts() -> None:
+    from saliscope.metrics import consistency, deletion, model_randomisation, randomisation_stages
+    from saliscope.metrics.sanity import Stage
+
+    model = LinearImage(h=16, w=16).eval()
+    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(7))
+    g = ss.Gradient(model)
+    e = g.explain(x, 0)
+    t = Thresholds()
+    top = randomisation_stages(model)[: t.sanity_stages]
+    group = Stage("+".join(s.name for s in top), tuple(n for s in top for n in s.parameters))
+    known = {
+        "deletion": deletion(model, x, e, e.target, steps=t.deletion_steps),
+        "consistency": consistency(g, x, e.target, transforms=("noise", "shift1")),
+        "sanity": model_randomisation(g, x, e.target, stages=[group]),
+    }
+    checks = ("deletion", "stability", "sanity")
+    fresh, reused = measure(e, model, x, explainer=g, checks=checks), measure(e, model, x, explainer=g, checks=checks,
+                                                                            known=known)
+    for field_name in ("deletion_auc", "random_deletion_auc", "shift_rank_correlation", "randomised_rank_correlation"):
+        assert getattr(reused, field_name) == pytest.approx(getattr(fresh, field_name), abs=1e-6), field_name
+    # Only the chance maps' deletion curves were run again: 3 curves, no explanations.
+    assert reused.cost.backward_passes == 0 and fresh.cost.backward_passes > 0
+    assert reused.cost.forward_passes == 3 * (1 + t.deletion_steps)  # the clean batch and the steps of each

@@ -1,4 +1,5 @@
-"""Where in the model's input a shortcut can sit: the border, the four corners, a user's box, a fixed spot.
+"""Where in the model's input a shortcut can sit: the border, the four corners, the four edges, a user's box,
+a fixed spot.
 
 A region is an axis-aligned box in *fractions* of the model's input (``x`` to the right, ``y`` down, so
 ``(0, 0, 0.2, 0.2)`` is the top-left 20 % × 20 % corner), or the complement of one (the border is
@@ -22,8 +23,9 @@ from torch import Tensor
 from ..core.errors import InputError
 
 Box = tuple[float, float, float, float]
-RegionKind = Literal["border", "corner", "region", "spot"]
+RegionKind = Literal["border", "corner", "edge", "region", "spot"]
 CORNERS: tuple[str, ...] = ("top-left", "top-right", "bottom-left", "bottom-right")
+EDGES: tuple[str, ...] = ("top", "bottom", "left", "right")
 
 
 @dataclass(frozen=True)
@@ -77,12 +79,15 @@ def _snap(low: float, high: float, n: int) -> tuple[int, int]:
 
 
 def standard_regions(*, border: float = 0.1, corner: float = 0.3, user: Box | None = None) -> tuple[Region, ...]:
-    """The regions every audit measures: the border frame, the four corners, and the user's box if given.
+    """The regions every audit measures: the border frame, the four corners, the four edges, and the
+    user's box if given.
 
     ``border``: width of the frame, as a fraction of each side (0.1: the outer 10 % on all four sides,
     36 % of the area). ``corner``: side of each corner square, as a fraction of the input's side (0.3:
     9 % of the area each) — wide enough to hold a corner marker as a CAM sees it: a 7×7 layer blurs
-    a small marker over about two of its cells, some 30 % of the side.
+    a small marker over about two of its cells, some 30 % of the side. The edges are bands along one
+    side each, as deep as a corner (30 % of the area each): a stripe or a banner along one side holds
+    most of the evidence there but only a part of the frame, which spreads its area over all four sides.
     """
     if not 0.0 < border < 0.5:
         raise InputError(f"border width {border} must be in (0, 0.5)", "use e.g. 0.1 (the outer 10% of each side)")
@@ -95,6 +100,10 @@ def standard_regions(*, border: float = 0.1, corner: float = 0.3, user: Box | No
         Region("top-right", (1.0 - c, 0.0, 1.0, c), "corner"),
         Region("bottom-left", (0.0, 1.0 - c, c, 1.0), "corner"),
         Region("bottom-right", (1.0 - c, 1.0 - c, 1.0, 1.0), "corner"),
+        Region("top", (0.0, 0.0, 1.0, c), "edge"),
+        Region("bottom", (0.0, 1.0 - c, 1.0, 1.0), "edge"),
+        Region("left", (0.0, 0.0, c, 1.0), "edge"),
+        Region("right", (1.0 - c, 0.0, 1.0, 1.0), "edge"),
     ]
     if user is not None:
         regions.append(Region("region", user, "region"))

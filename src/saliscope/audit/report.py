@@ -152,6 +152,9 @@ def write_outputs(
 # ----- the page ---------------------------------------------------------------------------------------
 
 
+_EVEN_SCALE = 4.0  # mean-map value shown in full colour, in multiples of an even spread
+
+
 def render_html(
     summary: dict[str, Any], analyses: list[ClassAnalysis], stats: AuditStats, root: Path, preprocess: Preprocess,
 ) -> str:
@@ -192,9 +195,14 @@ def _class_section(a: ClassAnalysis, c: dict[str, Any], stats: AuditStats, root:
     if mean is not None and s.maps.count:
         box = None if v.lead is None else v.lead.box
         base = _to_pil(mean).resize((_SHOW, _SHOW), Image.Resampling.BICUBIC)
+        # Mass maps sum to 1 over the grid's cells; times the cell count they read "× an even spread", and
+        # one fixed scale for every class lets colour compare classes: an even map stays faint.
+        even = float(stats.grid * stats.grid)
         pictures = [("mean image (the model's view)", base),
-                    ("mean saliency map", _outlined(overlay(base, s.maps.mean, signed=False), box, v.lead)),
-                    ("spread (std over images)", _outlined(overlay(base, s.maps.std(), signed=False), box, v.lead))]
+                    (f"mean saliency map (full colour: {_EVEN_SCALE:g}× an even spread)",
+                     _outlined(overlay(base, s.maps.mean * even, signed=False, vmax=_EVEN_SCALE), box, v.lead)),
+                    ("spread over images (same scale)",
+                     _outlined(overlay(base, s.maps.std() * even, signed=False, vmax=_EVEN_SCALE), box, v.lead))]
         out.append("<div class='row'>" + "".join(_figure(img, caption) for caption, img in pictures) + "</div>")
     if v.findings:
         out.append(_region_table(c["regions"], v.lead, size))
@@ -300,10 +308,12 @@ def _settings_section(summary: dict[str, Any]) -> str:
         "<h2>How to read this</h2><p>Saliency <i>mass</i> is the share of a map's positive evidence lying in a"
         " region. <i>Excess</i> = (mass − area) / (1 − area): 0 for an evenly spread map, 1 for a map wholly in"
         f" the region. A region flags a class when the class's mean excess is at least {t['min_excess']}, at"
-        f" least {t['min_share']:.0%} of its images reach that excess on their own, and — for a class's fixed"
-        f" spot only — its mass there beats the other classes' by {t['min_contrast']}. Classes with fewer than"
+        f" least {t['min_share']:.0%} of its images reach that excess on their own ({t['min_spot_share']:.0%} for"
+        f" a class's fixed spot), and — for the spot only — its mass there beats the other classes' by"
+        f" {t['min_contrast']}. Classes with fewer than"
         f" {t['min_images']} usable maps are not judged.</p>"
-        f"<p>Settings: border {s['border']:.0%} of each side, corners {s['corner']:.0%} of each side, spot windows"
+        f"<p>Settings: border {s['border']:.0%} of each side, corners {s['corner']:.0%} of each side, edges as deep as a"
+        f" corner, spot windows"
         f" {', '.join(f'{v:.0%}' for v in s['spot'])} of each side, maps stored on a {s['grid']}×{s['grid']} grid, method parameters"
         f" <code>{e(str(summary['method_params']))}</code>.</p>"
     )

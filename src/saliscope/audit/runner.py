@@ -6,8 +6,8 @@ disk after every batch (:mod:`.store`), the accumulators keep a fixed size per c
 names and the records on disk, never the memory held per image.
 
 A distributed engine would replace only the loop: map :func:`~.batch.audit_batch` over partitions, turn
-each result into records with :func:`records_of`, and fold them in a fixed order into
-:class:`~.stats.AuditStats`.
+each result into records with :func:`records_of`, fold each partition's records into its own
+:class:`~.stats.AuditStats`, and combine those with :meth:`~.stats.AuditStats.merge`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from .regions import Box, Region, standard_regions
 from .report import build_summary, write_outputs
 from .stats import AuditStats
 from .store import AuditStore, decode_map, encode_map
-from .verdicts import ClassVerdict, Thresholds
+from .verdicts import ClassVerdict, Thresholds, method_notes
 
 TargetMode = Literal["predicted", "label"]
 
@@ -132,7 +132,7 @@ def run_audit(
     regions = standard_regions(border=s.border, corner=s.corner, user=s.region)
     label_of = _label_indices(folder.classes, getattr(model, "labels", None), required=s.target == "label")
     say = warn or (lambda _text: None)
-    for note in crop_warnings(pre):
+    for note in crop_warnings(pre) + method_notes(explainer):
         say(note)
 
     config = _config(folder.root, folder.classes, model, explainer, pre, s, regions)
@@ -156,7 +156,7 @@ def run_audit(
     analyses = analyse(stats, regions, store.records(), thresholds=s.thresholds, spot=s.spot, top_n=s.top_n,
                        input_size=(pre.size, pre.size))
     failures, seen = _tally(store)
-    notes = list(crop_warnings(pre)) + seen_warnings(seen)
+    notes = list(crop_warnings(pre)) + method_notes(explainer) + seen_warnings(seen)
     # The stream's time against its explain calls' own: the audit's overhead, measured in one run.
     run = {"seconds": 0.0, "stream_seconds": streamed, "method_seconds": method_seconds, "audited_now": audited,
            "resumed": resumed, "batch_size": s.batch_size}
@@ -205,7 +205,7 @@ def _stream(
                 if loaded.images is not None:
                     if not warmed:
                         warmed = _warm(ctx, loaded)
-                    loaded, result = _explain_batch(ctx, loaded)
+                    loaded, result = _explain_batch(ctx, loaded, setup_works=warmed)
                     method_seconds += 0.0 if result is None else result.cost.seconds
                 # Accuracy only means something when the model chose the class explained.
                 truth = ctx.label_of if ctx.settings.target == "predicted" else None
@@ -244,12 +244,14 @@ def _warm(ctx: _Context, loaded: LoadedBatch) -> bool:
     return True
 
 
-def _explain_batch(ctx: _Context, loaded: LoadedBatch) -> tuple[LoadedBatch, BatchResult | None]:
+def _explain_batch(
+    ctx: _Context, loaded: LoadedBatch, *, setup_works: bool
+) -> tuple[LoadedBatch, BatchResult | None]:
     """The batch's result; when it fails, each image is tried alone so that one image the method cannot
     explain (a model that overflows on it, say) is listed as a failure instead of ending the audit.
 
-    When every image fails with the same error, the fault is the set-up's (a layer, a target), not the
-    images': it is raised.
+    When every image fails with the same error before any image of the audit was explained
+    (``setup_works`` False), the fault is the set-up's (a layer, a target), not the images': it is raised.
     """
     assert loaded.images is not None
     try:
@@ -264,7 +266,7 @@ def _explain_batch(ctx: _Context, loaded: LoadedBatch) -> tuple[LoadedBatch, Bat
             good.append(j)
         except SaliscopeError as exc:
             bad.append((item, f"cannot be explained: {' '.join(str(exc).split())}"))
-    if not good and len(bad) > 1 and len({reason for _, reason in bad}) == 1:
+    if not setup_works and not good and len(bad) > 1 and len({reason for _, reason in bad}) == 1:
         raise first
     kept = LoadedBatch(loaded.images[good] if good else None, tuple(loaded.items[j] for j in good),
                        tuple(loaded.sizes[j] for j in good), tuple(loaded.seen[j] for j in good),

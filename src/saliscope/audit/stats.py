@@ -40,6 +40,18 @@ class Welford:
         self.mean += delta / self.count
         self.m2 += delta * (x - self.mean)
 
+    def merge(self, other: Welford) -> None:
+        """Fold in another accumulator's values, as if they had been added here one by one (Chan, Golub &
+        LeVeque 1979, "Updating formulae and a pairwise algorithm for computing sample variances"): the
+        seam for partial results computed elsewhere. Equal to adding them in turn up to float rounding."""
+        if other.count == 0:
+            return
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.mean = self.mean + delta * (other.count / total)
+        self.m2 = self.m2 + other.m2 + delta**2 * (self.count * other.count / total)
+        self.count = total
+
     def std(self) -> np.ndarray:
         """Population standard deviation (zeros before the first value)."""
         return np.sqrt(self.m2 / max(self.count, 1))
@@ -112,6 +124,25 @@ class AuditStats:
                 s.pixel_sum = np.zeros_like(view)
             s.pixel_sum += view
             s.pixel_count += 1
+
+    def merge(self, other: AuditStats) -> None:
+        """Fold in the statistics of another part of the same audit (same classes, regions and grid): a
+        distributed engine maps :func:`~.batch.audit_batch` over partitions, folds each partition's records
+        into its own ``AuditStats``, and merges those here. Means and spreads equal a single pass's up to
+        float rounding; counts and sums exactly."""
+        if (other.classes, other.n_regions, other.grid) != (self.classes, self.n_regions, self.grid):
+            raise ValueError("only statistics of the same audit (classes, regions, grid) can be merged")
+        for name, theirs in other.per_class.items():
+            mine = self.per_class[name]
+            mine.maps.merge(theirs.maps)
+            mine.masses.merge(theirs.masses)
+            mine.images += theirs.images
+            mine.flat += theirs.flat
+            mine.correct += theirs.correct
+            mine.judged += theirs.judged
+            if theirs.pixel_sum is not None:
+                mine.pixel_sum = theirs.pixel_sum.copy() if mine.pixel_sum is None else mine.pixel_sum + theirs.pixel_sum
+            mine.pixel_count += theirs.pixel_count
 
     @property
     def images(self) -> int:

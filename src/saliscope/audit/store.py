@@ -155,8 +155,14 @@ class AuditStore:
 def _check_same(saved: dict[str, Any], config: dict[str, Any], where: Path) -> None:
     changed = [k for k in sorted(set(saved) | set(config)) if saved.get(k) != config.get(k)]
     if changed:
-        details = "; ".join(f"{k}: was {saved.get(k)!r}, now {config.get(k)!r}" for k in changed[:3])
+        details = "; ".join(f"{k}: was {_short(saved.get(k))}, now {_short(config.get(k))}" for k in changed[:3])
         raise SaliscopeError(
             f"the audit in {where.parent} was run with other settings ({details})",
             "resume with the same data folder, model and options, or start afresh in another --out folder",
         )
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A setting's repr, cut to ``limit`` characters (a region list can run to hundreds)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -34,6 +34,10 @@ def parse_region(text: str, size: int) -> tuple[float, float, float, float]:
     if all(0.0 <= v <= 1.0 for v in values):
         return values[0], values[1], values[2], values[3]
     x0, y0, x1, y1 = values
+    if any(v != int(v) for v in values):
+        raise InputError(f"--region {text!r} mixes fractions and pixels",
+                         f"give four fractions in 0..1 (e.g. 0,0,0.15,0.15) or four whole pixels of the "
+                         f"{size}×{size} model input (e.g. 0,0,32,32)")
     if not (0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size):
         raise InputError(f"--region {text!r} is not a box inside the {size}×{size} model input",
                          f"give 0 <= x0 < x1 <= {size} and 0 <= y0 < y1 <= {size}, in pixels of the model input")
@@ -100,11 +104,13 @@ class _Bar:
 @click.option("--border", type=click.FloatRange(0.01, 0.49), default=0.1, show_default=True,
               help="Border width, as a fraction of each side.")
 @click.option("--corner", type=click.FloatRange(0.01, 0.5), default=0.3, show_default=True,
-              help="Corner square side, as a fraction of the input's side.")
+              help="Corner square side, and depth of the edge bands, as a fraction of the input's side.")
 @click.option("--min-excess", type=click.FloatRange(0.0, 1.0), default=0.35, show_default=True,
               help="Excess concentration that flags a region (see the report).")
 @click.option("--min-share", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
               help="Share of a class's images that must concentrate there individually.")
+@click.option("--min-spot-share", type=click.FloatRange(0.0, 1.0), default=0.8, show_default=True,
+              help="The same for a class's fixed spot, which follows where its content usually is.")
 @click.option("--top", "top_n", type=click.IntRange(min=0), default=8, show_default=True,
               help="Most suspicious images shown per class.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for noise-based methods.")
@@ -115,8 +121,8 @@ class _Bar:
 @click.pass_context
 def audit(ctx: click.Context, data_dir: Path, model_spec: str, arch: str | None, method: str, target: str, out: Path,
           region: str | None, batch_size: int, resume: bool, limit: int | None, no_crop: bool, layer: str | None,
-          border: float, corner: float, min_excess: float, min_share: float, top_n: int, seed: int,
-          chunk_size: int | None, device: str) -> None:
+          border: float, corner: float, min_excess: float, min_share: float, min_spot_share: float, top_n: int,
+          seed: int, chunk_size: int | None, device: str) -> None:
     """Audit a data set for shortcuts: where does the model's evidence sit, class by class?
 
     DATA_DIR holds one sub-folder of images per class. Every image is explained; the audit measures how
@@ -146,7 +152,7 @@ def audit(ctx: click.Context, data_dir: Path, model_spec: str, arch: str | None,
     settings = AuditSettings(
         method=spec.name, target=target, batch_size=batch_size, border=border, corner=corner,  # type: ignore[arg-type]
         region=None if region is None else parse_region(region, preprocess.size),
-        thresholds=Thresholds(min_excess=min_excess, min_share=min_share), top_n=top_n, limit=limit,
+        thresholds=Thresholds(min_excess=min_excess, min_share=min_share, min_spot_share=min_spot_share), top_n=top_n, limit=limit,
         options=options,
     )
     bar = _Bar()

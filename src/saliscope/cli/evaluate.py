@@ -70,7 +70,8 @@ def evaluate(ctx: click.Context, images: tuple[str, ...], model_spec: str | None
             for name, explainer in explainers.items():
                 e = explainer.explain(x, cls)
                 results = run_metrics(model, x, explainer, e, metrics=names, seed=seed)
-                report = check(e, model, x, explainer=explainer, seed=seed)
+                # The flags reuse what the metrics measured with the same settings (deletion, shift, sanity).
+                report = check(e, model, x, explainer=explainer, seed=seed, known=results)
                 row: dict[str, Any] = {"image": source.path, "method": name, "class": cls,
                                        "seconds": round(e.cost.seconds, 4)}
                 row.update({metric: headline(r)[0] for metric, r in results.items()})

@@ -9,6 +9,7 @@ input, never all of them at once — counting every pass into a :class:`~salisco
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,12 +19,13 @@ from torch import Tensor, nn
 
 from ..core.chunking import Chunker
 from ..core.cost import Cost, CostMeter
-from ..core.errors import InputError
+from ..core.errors import InputError, ModelOutputError
 from ..core.explanation import Explanation
 from ..core.model_state import explaining, model_device
-from ..core.targets import BoundTarget, TargetLike, as_target
+from ..core.targets import BoundTarget, TargetLike, as_target, logits_of
 from ..core.validation import check_batch
 from ..methods.base import concat_outputs
+from ..methods.batchnorm_folding import FOLD_FROM_ROWS, inference_net
 from ..methods.memory_layout import in_preferred_layout
 
 Attribution = Explanation | Tensor
@@ -49,6 +51,32 @@ def saliency_map(attribution: Attribution) -> Tensor:
     if attribution.ndim != 4:
         raise InputError(f"a map must be (B, 1|C, H, W), got {tuple(attribution.shape)}", "pass e.attributions")
     return attribution.detach().float().sum(1, keepdim=True)
+
+
+def whole(name: str, value: object, fix: str, *, minimum: int = 1) -> int:
+    """``value`` as a whole number ``>= minimum`` (bools are not numbers here), else one clear error."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InputError(f"{name} must be a whole number >= {minimum}, got {value!r}", fix)
+    return value
+
+
+def real(name: str, value: object, fix: str, *, above: float | None = None, at_least: float | None = None,
+         below: float | None = None) -> float:
+    """``value`` as a finite number in the given bounds, else one clear error naming them."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    bounds = []
+    if above is not None:
+        bounds.append(f"> {above:g}")
+        ok = ok and value > above  # type: ignore[operator]
+    if at_least is not None:
+        bounds.append(f">= {at_least:g}")
+        ok = ok and value >= at_least  # type: ignore[operator]
+    if below is not None:
+        bounds.append(f"< {below:g}")
+        ok = ok and value < below  # type: ignore[operator]
+    if not ok:
+        raise InputError(f"{name} must be a number {' and '.join(bounds) or 'that is finite'}, got {value!r}", fix)
+    return float(value)  # type: ignore[arg-type]
 
 
 def check_map_fits(x: Tensor, saliency: Tensor) -> None:
@@ -87,17 +115,31 @@ class Scorer:
         Row ``r``'s score uses the target of the image ``make_rows`` names for it, so one call can mix
         rows of every image of the batch (as deletion curves over a batch do).
         """
+        return self._run(make_rows, n_rows, top1=False)[0]
+
+    def scores_and_top1(self, make_rows: MakeRows, n_rows: int) -> tuple[Tensor, Tensor | None]:
+        """:meth:`scores`, and each row's top-1 class (None when the output is not ``(R, K)`` class scores)."""
+        return self._run(make_rows, n_rows, top1=True)
+
+    def _run(self, make_rows: MakeRows, n_rows: int, *, top1: bool) -> tuple[Tensor, Tensor | None]:
         out: list[Tensor] = []
+        classes: list[Tensor] | None = [] if top1 else None
         key = ("metric-forward", self.clean_scores.shape, self.dtype, self.device.type)
         spans = self.chunker.spans(n_rows, key=key, device=self.device, params=self.model.parameters,
                                    forward_only=True)
         with torch.no_grad():
+            net = self.model
             for start, stop in spans:
                 inputs, sample = make_rows(start, stop)
-                output = in_preferred_layout(self.model, inputs.to(self.device, self.dtype), self.model)
+                if start == 0 and n_rows >= FOLD_FROM_ROWS * max(1, int(self.clean_scores.numel())):
+                    net = inference_net(self.model, inputs[:1].to(self.device, self.dtype), self.meter)
+                output = in_preferred_layout(self.model, inputs.to(self.device, self.dtype), net)
                 self.meter.forward(stop - start)
                 out.append(self.target.take(sample.cpu())(output).detach().float())
-        return torch.cat(out) if out else torch.zeros(0, device=self.device)
+                if classes is not None:
+                    classes = _append_top1(classes, output)
+        scores = torch.cat(out) if out else torch.zeros(0, device=self.device)
+        return scores, (torch.cat(classes) if classes else None)
 
     def outputs(self, inputs: Tensor) -> object:
         """The model's raw output for ``inputs``, chunked (for metrics that need more than the score)."""
@@ -110,6 +152,21 @@ class Scorer:
                                                  self.model))
                 self.meter.forward(stop - start)
         return concat_outputs(parts)
+
+
+def top1(output: object) -> Tensor | None:
+    """``(B,)`` top-1 classes (CPU) of a ``(B, K)`` class-score output, or None for other outputs."""
+    try:
+        return logits_of(output).argmax(dim=1).cpu()
+    except ModelOutputError:
+        return None
+
+
+def _append_top1(classes: list[Tensor] | None, output: object) -> list[Tensor] | None:
+    if classes is None:
+        return None
+    found = top1(output)
+    return None if found is None else [*classes, found]
 
 
 @contextmanager

@@ -33,14 +33,16 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..core.cost import Cost
-from ..core.errors import InputError, ModelOutputError, NonFiniteError
+from ..core.errors import InputError, NonFiniteError
 from ..core.targets import (
-    BoundClasses, BoundTarget, ClassTarget, PredictedClass, Target, TargetLike, as_target, logits_of,
+    BoundClasses, BoundTarget, ClassTarget, PredictedClass, Target, TargetLike, as_target,
 )
 from ..core.validation import check_batch
 from ..core.views import FlatMapWarning
 from ..methods.perturbation.fill import replacement_image
-from ._common import Attribution, check_map_fits, explained_target, finished_cost, saliency_map, scoring
+from ._common import (
+    Attribution, check_map_fits, explained_target, finished_cost, saliency_map, scoring, top1, whole,
+)
 from .results import Curve, floats, relative_to
 
 Replacement = Literal["blur", "mean", "constant", "noise"]
@@ -73,9 +75,7 @@ def prepared(x: Tensor, attribution: Attribution) -> tuple[Tensor, Tensor]:
 
 
 def positive_int(name: str, value: int, fix: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a whole number >= 1, got {value!r}", fix)
-    return value
+    return whole(name, value, fix)
 
 
 def check_chunk_size(chunk_size: int | None) -> None:
@@ -282,7 +282,10 @@ def deletion(
         steps: ``S`` steps from 0 to all pixels hidden (capped at the number of pixels); ``S * B`` model
             passes in batched chunks (step 0 is the clean score, already known).
         replacement: what hidden pixels become: ``"blur"`` (Gaussian, ``blur_sigma`` px), ``"mean"``,
-            ``"constant"`` (``value``), ``"noise"`` (seeded).
+            ``"constant"`` (``value``), ``"noise"`` (seeded). Petsiuk et al. delete to zero (black) and
+            insert into a blur; a blur for both is the default here, because a sharp black hole is itself a
+            strong, out-of-distribution feature (Hooker et al. 2019) — pass ``replacement="constant"``
+            (with ``value`` the normalised black) for the paper's deletion.
         space: ``"probability"`` (softmax, as Petsiuk et al.) or ``"logit"``.
 
     Returns:
@@ -478,6 +481,9 @@ class CounterfactualRemoval:
         flipped: ``(B,)`` bool, whether the top-1 class changed (``None`` for outputs that are not
             ``(B, K)`` class scores).
         random_drops: ``(B, n_random)`` the drops for the shifted regions; ``random_drop_mean`` ``(B,)``.
+        random_flip_rate: ``(B,)`` the share of the shifted regions whose hiding changed the top-1 class
+            (``None`` like ``flipped``): a salient region that flips the prediction means more when random
+            ones of its size do not.
         margin: ``(B,)`` ``drop - random_drop_mean``; higher is better (> 0: the map beats chance).
         beats_random: ``(B,)`` share of the random regions whose drop is below the salient one.
         region_fraction: the share of the pixels each region hides.
@@ -490,6 +496,7 @@ class CounterfactualRemoval:
     flipped: Tensor | None
     random_drops: Tensor
     random_drop_mean: Tensor
+    random_flip_rate: Tensor | None
     margin: Tensor
     beats_random: Tensor
     region_fraction: float
@@ -510,6 +517,7 @@ class CounterfactualRemoval:
                      "random_drop_mean", "margin", "beats_random"):
             out[name] = floats(getattr(self, name))
         out["flipped"] = None if self.flipped is None else [bool(v) for v in self.flipped]
+        out["random_flip_rate"] = None if self.random_flip_rate is None else floats(self.random_flip_rate)
         return out
 
 
@@ -569,12 +577,14 @@ def counterfactual_removal(
     with scoring(model, x, tobj, chunk_size=chunk_size, memory_budget=memory_budget) as scorer:
         output = scorer.outputs(torch.where(regions.unsqueeze(1), fill, x))  # B images, for the flip too
         hidden_scores = scorer.target(output).detach().float().cpu()
-        random_scores = scorer.scores(make_rows, b * n_random).cpu().view(b, n_random)
+        random_scores, random_top = scorer.scores_and_top1(make_rows, b * n_random)
+        random_scores = random_scores.cpu().view(b, n_random)
         clean = scorer.clean_scores.cpu()
-        flipped = _top1(output)
-        if flipped is not None:
-            clean_top = _top1(scorer.clean_output)
-            flipped = None if clean_top is None else flipped != clean_top
+        clean_top, hidden_top = top1(scorer.clean_output), top1(output)
+        flipped = None if clean_top is None or hidden_top is None else hidden_top != clean_top
+        random_flip_rate = None
+        if clean_top is not None and random_top is not None:
+            random_flip_rate = (random_top.view(b, n_random) != clean_top[:, None]).float().mean(dim=1)
     drop = clean - hidden_scores
     random_drops = clean[:, None] - random_scores
     random_mean = random_drops.mean(dim=1)
@@ -586,6 +596,7 @@ def counterfactual_removal(
         flipped=flipped,
         random_drops=random_drops,
         random_drop_mean=random_mean,
+        random_flip_rate=random_flip_rate,
         margin=drop - random_mean,
         beats_random=(random_drops < drop[:, None]).float().mean(dim=1),
         region_fraction=n_hide / (h * w),
@@ -594,11 +605,3 @@ def counterfactual_removal(
                 "blur_sigma": blur_sigma, "seed": seed, "space": used_space},
         cost=finished_cost(scorer),
     )
-
-
-def _top1(output: object) -> Tensor | None:
-    """``(B,)`` top-1 classes of a ``(B, K)`` output, or None for other outputs."""
-    try:
-        return logits_of(output).argmax(dim=1).cpu()
-    except ModelOutputError:
-        return None

@@ -20,7 +20,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ._common import Attribution, saliency_map
+from ._common import Attribution, real, saliency_map
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,7 @@ def effective_resolution(attribution: Attribution, *, energy_share: float = 0.9)
     Returns:
         :class:`Resolution` with ``detail_px = 1 / (2 · f90)`` clipped to ``[1, max(H, W)]``.
     """
-    if not 0 < energy_share < 1:
-        raise ValueError(f"energy_share must be in (0, 1), got {energy_share}")
+    energy_share = real("energy_share", energy_share, "use e.g. energy_share=0.9", above=0, below=1)
     m = saliency_map(attribution)[:, 0].double()
     b, h, w = m.shape
     m = m - m.mean(dim=(1, 2), keepdim=True)

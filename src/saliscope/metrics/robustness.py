@@ -33,6 +33,7 @@ from ..core.targets import TargetLike
 from ..core.validation import check_batch
 from ..core.views import FlatMapWarning
 from ..methods.base import Explainer
+from ._common import real, whole
 from .results import floats
 from .similarity import check_percent, evidence_maps, spearman, top_k_overlap
 
@@ -170,10 +171,8 @@ def _sensitivity(
 ) -> SensitivityResult:
     explainer = check_explainer(explainer)
     x = check_batch(x)
-    if n_samples < 1:
-        raise InputError(f"n_samples must be >= 1, got {n_samples}", "use e.g. n_samples=10")
-    if not radius > 0:
-        raise InputError(f"radius must be > 0, got {radius}", "use e.g. radius=0.02 (2 % of the value range)")
+    n_samples = whole("n_samples", n_samples, "use e.g. n_samples=10")
+    radius = real("radius", radius, "use e.g. radius=0.02 (2 % of the value range)", above=0)
     if norm not in ("l2", "linf"):
         raise InputError(f"unknown norm {norm!r}", "use 'l2' or 'linf'")
     clean = explainer.explain(x, target)
@@ -315,8 +314,7 @@ def consistency(
         raise InputError(f"unknown or no transforms: {unknown or 'none given'}", f"use some of {', '.join(TRANSFORMS)}")
     if len(set(names)) != len(names):
         raise InputError(f"a transform is listed twice: {list(names)}", "list each transform once")
-    if noise < 0:
-        raise InputError(f"noise must be >= 0, got {noise}", "use e.g. noise=0.02")
+    noise = real("noise", noise, "use e.g. noise=0.02 (2 % of the value range)", at_least=0)
     if evidence not in ("absolute", "signed"):
         raise InputError(f"unknown evidence {evidence!r}", "use 'absolute' or 'signed'")
     top_k = check_percent("top_k", top_k)

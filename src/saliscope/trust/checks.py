@@ -8,7 +8,7 @@ comparison chart judges the numbers it has already measured instead of measuring
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -137,21 +137,31 @@ def measure(
     x: Tensor,
     *,
     explainer: Explainer | None = None,
-    checks: Sequence[str] = CHECKS,
+    checks: Sequence[str] | str = CHECKS,
     thresholds: Thresholds = Thresholds(),
     seed: int = 0,
+    known: Mapping[str, Any] | None = None,
 ) -> Measurements:
-    """Measure what ``checks`` need. Stability and sanity re-run the method, so they need ``explainer``."""
+    """Measure what ``checks`` need. Stability and sanity re-run the method, so they need ``explainer``.
+
+    ``known`` holds results already measured with the same settings, reused instead of measured again
+    (what ``saliscope evaluate`` has after its metrics): ``"deletion"`` (a deletion :class:`Curve` with
+    ``thresholds.deletion_steps`` steps), ``"consistency"`` (with a ``"shift1"`` transform) and
+    ``"sanity"`` (a randomisation of the top ``thresholds.sanity_stages`` stages as one stage).
+    """
     from ..metrics.faithfulness import deletion
     from ..metrics.robustness import consistency
     from ..metrics.sanity import Stage, model_randomisation, randomisation_stages
 
-    _check_names(checks)
+    checks = _check_names(checks)
+    known = known or {}
     found = map_numbers(explanation)
     if "deletion" in checks:
-        curve = deletion(model, x, explanation, explanation.target, steps=thresholds.deletion_steps, seed=seed)
+        curve = known.get("deletion")
+        if curve is None or curve.scores.shape[-1] != thresholds.deletion_steps + 1:
+            curve = deletion(model, x, explanation, explanation.target, steps=thresholds.deletion_steps, seed=seed)
+            found.add_cost(curve.cost)
         found.deletion_auc = _floats(curve.normalized_auc)
-        found.add_cost(curve.cost)
         chance = []
         moved = shifted_maps(explanation.saliency(), thresholds.deletion_random_maps, seed)
         for i, elsewhere in enumerate(moved):
@@ -165,16 +175,20 @@ def measure(
             found.notes[c] = "needs the explainer: pass explainer= (the method object that made the map)"
     elif explainer is not None:
         if "stability" in checks:
-            result = consistency(explainer, x, explanation.target, transforms=("shift1",), seed=seed)
-            found.shift_rank_correlation = _floats(result.spearman[0])
-            found.add_cost(result.cost)
+            steady = known.get("consistency")
+            if steady is None or "shift1" not in steady.transforms:
+                steady = consistency(explainer, x, explanation.target, transforms=("shift1",), seed=seed)
+                found.add_cost(steady.cost)
+            found.shift_rank_correlation = _floats(steady.spearman[steady.transforms.index("shift1")])
         if "sanity" in checks:
             # One stage holding the top `sanity_stages` stages: the cascade's step that decides the flag.
             top = randomisation_stages(explainer.model)[: thresholds.sanity_stages]
             group = Stage("+".join(s.name for s in top), tuple(n for s in top for n in s.parameters))
-            result = model_randomisation(explainer, x, explanation.target, stages=[group], seed=seed)
-            found.randomised_rank_correlation = _floats(result.spearman_abs[-1])
-            found.add_cost(result.cost)
+            sane = known.get("sanity")
+            if sane is None or tuple(sane.stages) != (group.name,):
+                sane = model_randomisation(explainer, x, explanation.target, stages=[group], seed=seed)
+                found.add_cost(sane.cost)
+            found.randomised_rank_correlation = _floats(sane.spearman_abs[-1])
     if "completeness" in checks:
         if explanation.completeness_gap is None:
             found.notes["completeness"] = f"{explanation.method} is not a path method: it has no completeness gap"
@@ -185,9 +199,11 @@ def measure(
     return found
 
 
-def judge(found: Measurements, *, checks: Sequence[str] = CHECKS, thresholds: Thresholds = Thresholds()) -> CheckReport:
+def judge(
+    found: Measurements, *, checks: Sequence[str] | str = CHECKS, thresholds: Thresholds = Thresholds()
+) -> CheckReport:
     """Turn measurements into verdicts (no model calls)."""
-    _check_names(checks)
+    checks = _check_names(checks)
     verdicts = []
     for name in checks:
         verdicts.append(_JUDGES[name](found, thresholds))
@@ -200,9 +216,10 @@ def check(
     x: Tensor,
     *,
     explainer: Explainer | None = None,
-    checks: Sequence[str] = CHECKS,
+    checks: Sequence[str] | str = CHECKS,
     thresholds: Thresholds = Thresholds(),
     seed: int = 0,
+    known: Mapping[str, Any] | None = None,
 ) -> CheckReport:
     """Judge an explanation: is the map usable, faithful, stable, sane, complete?
 
@@ -214,9 +231,10 @@ def check(
             with a note without it).
         checks: any of ``"map"`` (finite, not flat), ``"deletion"`` (deletion AUC beats seeded random
             maps), ``"stability"`` (1-px shift), ``"sanity"`` (the top of the model randomised),
-            ``"completeness"`` (path methods).
+            ``"completeness"`` (path methods); one name or several.
         thresholds: when each check fails; see :class:`Thresholds`.
         seed: seeds the random maps, the randomised weights and the noise.
+        known: results measured already, reused (see :func:`measure`).
 
     Returns:
         A :class:`CheckReport`; ``report.passed``, ``report.failures``, ``report.lines()``.
@@ -224,14 +242,17 @@ def check(
     if not isinstance(explanation, Explanation):
         raise InputError(f"check needs an Explanation, got {type(explanation).__name__}",
                          "pass what explainer.explain(x, target) returned")
-    found = measure(explanation, model, x, explainer=explainer, checks=checks, thresholds=thresholds, seed=seed)
+    found = measure(explanation, model, x, explainer=explainer, checks=checks, thresholds=thresholds, seed=seed,
+                    known=known)
     return judge(found, checks=checks, thresholds=thresholds)
 
 
-def _check_names(checks: Sequence[str]) -> None:
-    unknown = [c for c in checks if c not in CHECKS]
-    if unknown or not checks:
+def _check_names(checks: Sequence[str] | str) -> tuple[str, ...]:
+    names = (checks,) if isinstance(checks, str) else tuple(checks)
+    unknown = [c for c in names if c not in CHECKS]
+    if unknown or not names:
         raise InputError(f"unknown or no checks: {unknown or 'none given'}", f"use some of: {', '.join(CHECKS)}")
+    return names
 
 
 def _which(failed: list[bool]) -> str:
@@ -268,16 +289,18 @@ def _judge_map(found: Measurements, t: Thresholds) -> Verdict:
 def _judge_deletion(found: Measurements, t: Thresholds) -> Verdict:
     if found.deletion_auc is None or found.random_deletion_auc is None:
         return Verdict("deletion", "skipped", (), t.deletion_margin, found.notes.get("deletion", "not measured"))
-    values = found.deletion_auc
-    chance = found.random_deletion_auc
-    failed = [not (v <= c - t.deletion_margin) for v, c in zip(values, chance)]  # NaN fails
+    aucs, chance = found.deletion_auc, found.random_deletion_auc
+    # The value judged is the map's (normalised) deletion AUC minus chance's: below -margin passes.
+    values = [a - c for a, c in zip(aucs, chance)]
+    failed = [not (v <= -t.deletion_margin) for v in values]  # NaN fails
     i = next((j for j, f in enumerate(failed) if f), 0)
     if any(failed):
-        reason = (f"deletion AUC {values[i]:.3f} is no better than the same map moved to random places: {chance[i]:.3f} "
-                  f"(needs ≤ {chance[i] - t.deletion_margin:.3f})" + _which(failed))
-        return Verdict("deletion", "fail", tuple(values), t.deletion_margin, reason, tuple(failed))
-    reason = f"deletion AUC {values[0]:.3f} beats the same map moved to random places: {chance[0]:.3f} by ≥ {t.deletion_margin:g}"
-    return Verdict("deletion", "pass", tuple(values), t.deletion_margin, reason, tuple(failed))
+        reason = (f"deletion AUC {aucs[i]:.3f} (÷ clean score) is no better than the same map moved to random "
+                  f"places: {chance[i]:.3f} (needs ≤ {chance[i] - t.deletion_margin:.3f})" + _which(failed))
+        return Verdict("deletion", "fail", tuple(values), -t.deletion_margin, reason, tuple(failed))
+    reason = (f"deletion AUC {aucs[0]:.3f} (÷ clean score) beats the same map moved to random places: "
+              f"{chance[0]:.3f} by ≥ {t.deletion_margin:g}")
+    return Verdict("deletion", "pass", tuple(values), -t.deletion_margin, reason, tuple(failed))
 
 
 def _judge_stability(found: Measurements, t: Thresholds) -> Verdict:
@@ -311,7 +334,8 @@ def _judge_completeness(found: Measurements, t: Thresholds) -> Verdict:
     failed = [not (v <= t.max_completeness_gap) for v in values]
     pct = t.max_completeness_gap * 100
     good = f"completeness gap {{v:.1%}} ≤ {pct:g}%"
-    bad = f"completeness gap {{v:.1%}} > {pct:g}%: use more integration steps"
+    bad = (f"completeness gap {{v:.1%}} > {pct:g}%: use more integration steps (n_steps, --n-steps) or a smoother"
+           " baseline (blur)")
     return _verdict("completeness", values, failed, t.max_completeness_gap, bad, good)
 
 

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ..core.errors import InputError
 from ..core.explanation import Explanation
 from ..methods.base import Explainer
+from .thresholds import Thresholds
 
 MetricCall = Callable[[nn.Module, Tensor, Explainer, Explanation, int], Any]
 
@@ -22,15 +23,19 @@ MetricCall = Callable[[nn.Module, Tensor, Explainer, Explanation, int], Any]
 def _metrics() -> dict[str, MetricCall]:
     from .. import metrics as M
 
+    # The flags' own settings, so check(..., known=results) can reuse these results instead of re-measuring.
+    t = Thresholds()
+    steps = t.deletion_steps
+
     def top_stages(model: nn.Module) -> list[M.Stage]:
-        top = M.randomisation_stages(model)[:3]
+        top = M.randomisation_stages(model)[: t.sanity_stages]
         return [M.Stage("+".join(s.name for s in top), tuple(n for s in top for n in s.parameters))]
 
     return {
-        "deletion": lambda m, x, ex, e, s: M.deletion(m, x, e, e.target, steps=50, seed=s),
-        "insertion": lambda m, x, ex, e, s: M.insertion(m, x, e, e.target, steps=50, seed=s),
-        "morf": lambda m, x, ex, e, s: M.pixel_flipping(m, x, e, e.target, order="morf", steps=50, seed=s),
-        "lerf": lambda m, x, ex, e, s: M.pixel_flipping(m, x, e, e.target, order="lerf", steps=50, seed=s),
+        "deletion": lambda m, x, ex, e, s: M.deletion(m, x, e, e.target, steps=steps, seed=s),
+        "insertion": lambda m, x, ex, e, s: M.insertion(m, x, e, e.target, steps=steps, seed=s),
+        "morf": lambda m, x, ex, e, s: M.pixel_flipping(m, x, e, e.target, order="morf", steps=steps, seed=s),
+        "lerf": lambda m, x, ex, e, s: M.pixel_flipping(m, x, e, e.target, order="lerf", steps=steps, seed=s),
         "road": lambda m, x, ex, e, s: M.road(m, x, e, e.target, seed=s),
         "faithfulness-correlation": lambda m, x, ex, e, s: M.faithfulness_correlation(m, x, e, e.target, seed=s),
         "counterfactual": lambda m, x, ex, e, s: M.counterfactual_removal(m, x, e, e.target, seed=s),

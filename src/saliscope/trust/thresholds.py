@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ..core.errors import InputError
+
 Grade = Literal["good", "moderate", "poor", "n/a"]
 
 
@@ -46,6 +48,22 @@ class Thresholds:
     max_randomised_rank_correlation: float = 0.8
     max_completeness_gap: float = 0.05
 
+    def __post_init__(self) -> None:
+        for name in ("deletion_steps", "deletion_random_maps", "sanity_stages"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"Thresholds.{name} must be a whole number >= 1, got {value!r}",
+                                 f"e.g. Thresholds({name}={getattr(Thresholds, name)})")
+        for name, low, high in (("flat_tolerance", 0.0, 1.0), ("deletion_margin", -1.0, 1.0),
+                                ("min_shift_rank_correlation", -1.0, 1.0),
+                                ("max_randomised_rank_correlation", -1.0, 1.0), ("max_completeness_gap", 0.0, None)):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
+            if not ok or (high is not None and value > high):
+                span = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+                raise InputError(f"Thresholds.{name} must be a number {span}, got {value!r}",
+                                 f"e.g. Thresholds({name}={getattr(Thresholds, name)})")
+
 
 @dataclass(frozen=True)
 class Band:
@@ -55,6 +73,17 @@ class Band:
     good_until: float
     moderate_until: float
     higher_is_better: bool = False
+
+    def __post_init__(self) -> None:
+        ordered = (self.good_until >= self.moderate_until if self.higher_is_better
+                   else self.good_until <= self.moderate_until)
+        if not ordered:
+            better = "higher" if self.higher_is_better else "lower"
+            raise InputError(
+                f"Band({self.good_until}, {self.moderate_until}): {better} is better, so 'good' must start "
+                f"{'above' if self.higher_is_better else 'below'} 'moderate'",
+                "swap the two cut-offs, or set higher_is_better",
+            )
 
     def grade(self, value: float | None) -> Grade:
         if value is None or value != value:  # None or NaN

@@ -60,14 +60,21 @@ def as_map(saliency: MapLike) -> Tensor:
     return t
 
 
-def normalized_map(saliency: MapLike, *, signed: bool | None = None, percentile: float = 99.0) -> tuple[np.ndarray, bool]:
+def normalized_map(
+    saliency: MapLike, *, signed: bool | None = None, percentile: float = 99.0, vmax: float | None = None
+) -> tuple[np.ndarray, bool]:
     """Robustly scaled map (H, W) in [-1, 1] (signed) or [0, 1], and whether it is shown signed.
 
-    ``signed=None`` shows the map signed when it has negative values.
+    ``signed=None`` shows the map signed when it has negative values. ``vmax`` fixes the scale (values
+    divided by it and clipped) instead of the map's own ``percentile``, so maps shown side by side share it.
     """
     m = as_map(saliency)
     if signed is None:
         signed = bool((m < 0).any())
+    if vmax is not None:
+        if not vmax > 0:
+            raise InputError(f"vmax must be > 0, got {vmax}", "pass the value that should get full colour")
+        return (m / vmax).clamp(-1.0 if signed else 0.0, 1.0).numpy(), signed
     scaled = normalize(m[None, None], percentile=percentile, signed=signed)[0, 0]
     return scaled.numpy(), signed
 

@@ -28,6 +28,7 @@ def overlay(
     cmap: str | Colormap | None = None,
     alpha: float = DEFAULT_ALPHA,
     percentile: float = 99.0,
+    vmax: float | None = None,
 ) -> Image.Image:
     """The photo with ``saliency`` blended over the region the model saw; same size as ``image``.
 
@@ -41,11 +42,12 @@ def overlay(
         cmap: a matplotlib colormap or its name; default ``RdBu_r`` signed, ``inferno`` unsigned.
         alpha: opacity at the strongest evidence; opacity is ``alpha * |normalised value| ** 0.5``.
         percentile: values are scaled by this percentile of |map| and clipped (robust to outliers).
+        vmax: a fixed scale instead (values divided by it and clipped), to compare maps by colour.
     """
     if not isinstance(image, Image.Image):
         raise InputError(f"overlay needs a PIL image, got {type(image).__name__}", "use saliscope.load_image()")
     photo = image if image.mode == "RGB" else image.convert("RGB")
-    values, signed = normalized_map(saliency, signed=signed, percentile=percentile)
+    values, signed = normalized_map(saliency, signed=signed, percentile=percentile, vmax=vmax)
     width, height = photo.size
     box = _check_box(crop_box, width, height)
     x0, x1 = _span(box[0], box[2], width)

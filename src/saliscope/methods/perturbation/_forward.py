@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ...core.cost import CostMeter
 from ...core.targets import BoundTarget
+from ..batchnorm_folding import FOLD_FROM_ROWS, inference_net
 from ..memory_layout import in_preferred_layout
 
 if TYPE_CHECKING:
@@ -61,13 +62,14 @@ def scored_chunks(
     decided = False
     try:
         with torch.no_grad():
+            fast = inference_net(net, x[:1], meter) if n >= FOLD_FROM_ROWS else net
             for start, stop in spans:
                 rows = torch.arange(start, stop)
                 sample_cpu = rows // n
                 sample, index = sample_cpu.to(x.device), (rows % n).to(x.device)
                 mask = keep(sample, index).to(x.dtype)
                 inputs = x[sample] * mask + fill[sample] * (1 - mask)
-                output = in_preferred_layout(net, inputs, net)
+                output = in_preferred_layout(net, inputs, fast)
                 meter.forward(stop - start)
                 scores = torch.stack([t.take(sample_cpu)(output) for t in targets])
                 yield ScoredChunk(sample, index, mask, scores)

@@ -170,6 +170,12 @@ class KernelSHAP(SuperpixelSurrogate):
     Shapley kernel's size law, in complementary pairs, and fitted by least squares (ridge ``alpha``,
     0 by default). A model that is additive over the superpixels gets its exact contributions back.
 
+    Its map may have the opposite sign of LIME's, both correct: the Shapley value averages a superpixel's
+    effect over every coalition size, weighing nearly empty images (a few superpixels on the fill) as much
+    as nearly full ones, while LIME looks at half-to-fully kept images. The estimate's noise grows with the
+    number of superpixels: check a ranking across seeds before trusting it (34 superpixels, 1000 samples:
+    two seeds' rankings of a logit agreed at Spearman 0.3-0.5 on skimage's chelsea).
+
     Args: as :class:`LIME`, without ``kernel_width``; ``alpha`` defaults to 0.
     """
 

@@ -39,17 +39,32 @@ def block_image(batch: int = 1, seed: int = 0) -> torch.Tensor:
     return x
 
 
+class _SharedCount:
+    """A call counter that deep copies share: calls into a private copy of the model (the folded
+    inference copy of long forward-only runs) count as calls into the model."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __deepcopy__(self, memo: dict) -> "_SharedCount":
+        return self
+
+
 class Counting(nn.Module):
-    """Counts forward calls of ``net``; raises on call number ``fail_on`` (1-based) when given."""
+    """Counts forward calls of ``net`` (and of its copies); raises on call number ``fail_on`` (1-based)."""
 
     def __init__(self, net: nn.Module, fail_on: int | None = None) -> None:
         super().__init__()
         self.net = net
-        self.calls = 0
+        self.count = _SharedCount()
         self.fail_on = fail_on
 
+    @property
+    def calls(self) -> int:
+        return self.count.n
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
+        self.count.n += 1
         if self.fail_on is not None and self.calls >= self.fail_on:
             raise RuntimeError("boom")
         return self.net(x)

@@ -1,0 +1,142 @@
+"""The folded inference copy: same outputs as the model, the model untouched, and no fold where it would lie."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import saliscope as ss
+from saliscope.methods.batchnorm_folding import FOLD_FROM_ROWS, folded_copy, inference_net
+from faithfulness_models import assert_same, snapshot
+from tiny_models import SmallCNN
+
+
+def _trained_bn(channels: int, seed: int) -> nn.BatchNorm2d:
+    g = torch.Generator().manual_seed(seed)
+    bn = nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(channels, generator=g) + 0.5)
+        bn.bias.copy_(torch.randn(channels, generator=g))
+        bn.running_mean.copy_(torch.randn(channels, generator=g))
+        bn.running_var.copy_(torch.rand(channels, generator=g) * 3 + 0.1)
+    return bn
+
+
+class ConvBNChain(nn.Module):
+    """conv(bias) → BN → ReLU → depthwise conv(no bias) → BN → pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(3, 4, 3, padding=1), _trained_bn(4, 1)
+        self.c2, self.b2 = nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False), _trained_bn(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b2(self.c2(torch.relu(self.b1(self.c1(x))))).mean((2, 3))
+
+
+class RawAlsoUsed(nn.Module):
+    """The conv's raw output is used beside the norm's: folding would change the answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.b = nn.Conv2d(3, 4, 3, padding=1), _trained_bn(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c(x)
+        return (self.b(h) + h).mean((2, 3))
+
+
+class InPlaceBetween(nn.Module):
+    """An in-place ReLU between conv and norm: the norm's input is the same tensor object, but changed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.b = nn.Conv2d(3, 4, 3, padding=1), _trained_bn(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu_(self.c(x))).mean((2, 3))
+
+
+def _batch(n: int = 3, size: int = 8) -> torch.Tensor:
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(0))
+
+
+def test_folding_gives_the_same_outputs_and_removes_every_norm():
+    model = ConvBNChain().eval()
+    x = _batch()
+    folded = folded_copy(model, x[:1])
+    assert folded is not None and folded is not model
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_folding_in_float64_is_exact_to_float64_rounding():
+    model = ConvBNChain().double().eval()
+    x = _batch().double()
+    folded = folded_copy(model, x[:1])
+    assert folded is not None
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("model_type", [RawAlsoUsed, InPlaceBetween])
+def test_no_fold_where_the_conv_output_is_not_only_the_norms_input(model_type):
+    model = model_type().eval()
+    assert folded_copy(model, _batch()[:1]) is None
+    assert inference_net(model, _batch()[:1]) is model
+
+
+def test_a_norm_in_training_mode_is_not_folded():
+    model = ConvBNChain().train()
+    assert folded_copy(model, _batch()[:2]) is None
+
+
+def test_the_model_is_left_exactly_as_found():
+    model = SmallCNN().eval()
+    before = snapshot(model)
+    folded = folded_copy(model, _batch()[:1])
+    assert folded is not None and isinstance(model.bn, nn.BatchNorm2d)
+    assert_same(before, snapshot(model))
+
+
+def test_the_copy_is_kept_until_the_weights_change():
+    model = ConvBNChain().eval()
+    probe = _batch()[:1]
+    first = inference_net(model, probe)
+    assert first is not model and inference_net(model, probe) is first
+    with torch.no_grad():
+        model.c1.weight.mul_(2)  # an optimiser step, load_state_dict, re-initialisation: in place
+    second = inference_net(model, probe)
+    assert second is not first
+    with torch.no_grad():
+        torch.testing.assert_close(second(probe), model(probe), atol=1e-5, rtol=1e-5)
+
+
+def test_timm_norm_act_layers_fold_with_their_activation():
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=10).eval()
+    with torch.no_grad():  # trained-looking statistics, so the fold has something to fold
+        for i, m in enumerate(model.modules()):
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1, generator=torch.Generator().manual_seed(i))
+                m.running_var.uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(i))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    folded = folded_copy(model, x[:1])
+    assert folded is not None
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_perturbation_maps_are_the_same_folded_or_not(monkeypatch):
+    """A run long enough to fold gives the map the model itself gives (the fold changes rounding only)."""
+    model = ConvBNChain().eval()
+    x = _batch(2, 16)
+    e = ss.RISE(model, n_masks=FOLD_FROM_ROWS, seed=0).explain(x, 0)
+    assert inference_net(model, x[:1]) is not model  # it was folded (and is kept)
+    monkeypatch.setattr("saliscope.methods.perturbation._forward.FOLD_FROM_ROWS", 10**9)
+    unfolded = ss.RISE(model, n_masks=FOLD_FROM_ROWS, seed=0).explain(x, 0)
+    assert e.cost.forward_passes == unfolded.cost.forward_passes + 2 == 2 * FOLD_FROM_ROWS + 2  # the probe: 2 rows
+    torch.testing.assert_close(e.attributions, unfolded.attributions, atol=1e-5, rtol=1e-4)
