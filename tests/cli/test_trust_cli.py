@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 from PIL import Image
 
@@ -43,14 +44,33 @@ def test_compare_writes_png_html_json_with_the_measured_chart(runner, chelsea_pn
     result = runner.invoke(cli, ["compare", str(chelsea_png), "-o", str(out), "--methods", "gradient,gradcam",
                                  "--timing-runs", "1"])
     assert result.exit_code == 0, result.output
-    for row in ("time (s / image)", "finest detail (px)", "stability", "faithfulness", "sanity", "needs"):
-        assert row in result.output
+    lines = result.output.splitlines()
+    header = next(line for line in lines if line.startswith("method "))
+    assert header.split() == ["method", "time", "detail", "stability", "faithfulness", "sanity", "needs"]
+    table = lines[lines.index(header): lines.index(header) + 3]
+    assert [line.split()[0] for line in table[1:]] == ["Gradient", "Grad-CAM"]
+    assert all(len(line) <= 100 for line in table)  # one line per method, fits a terminal
+    scored = "the one the maps figure shows: Gradient: magnitude (max |RGB|); Grad-CAM: positive part."
+    assert scored in result.output
+    # progress: each method's seconds when it finishes, and the total
+    assert re.search(r"gradient: done in \d+\.\d s", result.output)
+    assert re.search(r"gradcam: done in \d+\.\d s", result.output) and re.search(r"\d+\.\d s in all", result.output)
+
     data = json.loads((out / "compare.json").read_text())
     by = {m["method"]: m for m in data["methods"]}
     assert by["gradcam"]["detail_px"] > 16 > by["gradient"]["detail_px"]
     assert by["gradcam"]["stability"] > by["gradient"]["stability"]
     assert by["gradient"]["needs"] == "gradients" and by["gradcam"]["needs"] == "a spatial layer"
+    assert by["gradient"]["scored_on"] == {"reduce": "max-abs", "evidence": "absolute",
+                                           "label": "magnitude (max |RGB|)"}
+    assert by["gradcam"]["scored_on"]["evidence"] == "positive" and by["gradient"]["timed_runs"] == 1
+    rows = {r["name"]: r for r in data["rows"]}
+    assert rows["needs"]["grades"] is None and len(rows["faithfulness"]["grades"]) == 2
+    assert "fastest of 1" in data["timing"]
     page = (out / "compare.html").read_text()
-    assert "Grad-CAM" in page and page.count("data:image/png;base64,") == 2 and "http" not in page.split("<body>")[1]
+    body = page.split("<body>")[1]
+    assert "Grad-CAM" in page and page.count("data:image/png;base64,") == 1 and "http" not in body
+    assert "saliscope compare: the measured method comparison" in page and "not graded" in page
+    assert scored in page and "map shown and scored:" in page
     with Image.open(out / "compare.png") as im:
         assert im.height > im.width / 4  # the maps stacked over the chart

@@ -183,3 +183,22 @@ def test_wrong_argument_types_are_one_clear_error(call, match) -> None:
     x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     with pytest.raises(InputError, match=match):
         call(ss.Gradient(model), x)
+
+
+def test_a_clean_explanation_at_hand_is_reused_not_made_again() -> None:
+    from saliscope.metrics import model_randomisation, randomisation_stages
+
+    model = LinearImage(h=8, w=8).eval()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    g = ss.Gradient(model)
+    e = g.explain(x, 0)
+    fresh, reused = consistency(g, x, e.target), consistency(g, x, e.target, clean=e)
+    torch.testing.assert_close(reused.spearman, fresh.spearman)
+    assert reused.cost.backward_passes == fresh.cost.backward_passes - e.cost.backward_passes
+    stages = randomisation_stages(model)[:1]
+    fresh, reused = (model_randomisation(g, x, e.target, stages=stages),
+                     model_randomisation(g, x, e.target, stages=stages, clean=e))
+    torch.testing.assert_close(reused.spearman_abs, fresh.spearman_abs)
+    assert reused.cost.backward_passes == fresh.cost.backward_passes - e.cost.backward_passes
+    with pytest.raises(InputError, match="clean= must be the explainer's Explanation of this very batch"):
+        consistency(g, x, e.target, clean=e[:1])

@@ -18,8 +18,9 @@ from .main import _load_model, _settings, cli, methods_option
 @click.option("--arch", default=None, metavar="A", help="Architecture for a state-dict weights file.")
 @click.option("--target", "-t", default="predicted", show_default=True, metavar="CLASS",
               help="'predicted', a class index, or a label name.")
-@click.option("--timing-runs", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Explanations per method for the time row (the first warms up).")
+@click.option("--timing-runs", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Timed explanations per method after a warm-up call; the time row is the fastest of them. A "
+                   "method whose first call takes 1 s or more is timed by that call alone.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("saliscope-compare"), show_default=True,
               help="Output folder.")
 @methods_option("all")
@@ -28,17 +29,24 @@ def compare(image: str, model_spec: str | None, arch: str | None, target: str, t
     """Compare methods on IMAGE: maps side by side, and a chart of measured time, finest detail,
     stability, faithfulness and sanity, graded good / moderate / poor, with every flag.
 
+    Every row judges the map shown for the method (e.g. Gradient's magnitude, Grad-CAM's positive part);
+    --evidence changes it for every method. Time: the fastest of --timing-runs explanations after a
+    warm-up call, or the first call alone for a method taking 1 s or more.
+
     Writes OUT/compare.png (maps over the chart), OUT/compare.html (self-contained) and OUT/compare.json.
     """
+    import time
+
     import torch
 
     from .. import registry
     from ..trust import compare_methods
-    from ..viz import display_hint, panel, save_json, save_png
+    from ..viz import panel, save_json, save_png
     from ..viz.files import atomic_write
     from ..viz.scorecard import figure_png, scorecard_figure, scorecard_html, stacked
     from . import pipeline
 
+    began = time.perf_counter()
     settings = _settings(options, out=out, target=target, model_spec=model_spec)
     source = pipeline.preread(pipeline.file_sources([image])[0])
     model = _load_model(model_spec, arch, settings.device)
@@ -58,30 +66,38 @@ def compare(image: str, model_spec: str | None, arch: str | None, target: str, t
     label = pipeline.label_of(labels, cls)
     click.echo(f"{source.path}: explaining class {cls} '{label}' ({float(probs[cls]):.1%}) with {len(names)} methods")
 
-    def started(name: str) -> None:
-        click.echo(f"  measuring {name} ...", err=True)
-
-    result = compare_methods(model, x, explainers, cls, timing_runs=timing_runs, seed=settings.options.seed or 0,
-                             on_method=started)
+    result = compare_methods(
+        model, x, explainers, cls, timing_runs=timing_runs, evidence=settings.evidence,
+        seed=settings.options.seed or 0,
+        on_method=lambda name: click.echo(f"  measuring {name} ...", err=True),
+        on_result=lambda r: click.echo(f"  {r.name}: done in {r.elapsed_s:.1f} s", err=True),
+    )
 
     titles = [registry.get(r.name).title for r in result.results]
-    columns = []
-    for r, title in zip(result.results, titles):
-        hint = display_hint(r.name, settings.evidence)
-        columns.append((title, r.explanation.saliency(hint.reduce, hint.evidence)[0, 0], hint.signed))
+    views = [r.scored_on for r in result.results]
+    columns = [(title, r.shown_map()[0, 0], r.view.signed) for r, title in zip(result.results, titles)]
     heading = f"{Path(source.path).name}: {label} ({float(probs[cls]):.1%})"
     maps = panel(photo, columns, crop_box=box, title=heading, alpha=settings.alpha)
-    chart = scorecard_figure(titles, result.rows(), title="measured comparison")
+    flags = [(registry.get(m).title, s, line) for m, s, line in result.flags()]
+    notes = [
+        "Every row judges one map per method, the one the maps figure shows: "
+        + "; ".join(f"{t}: {r.scored_on}" for t, r in zip(titles, result.results)) + ".",
+        result.timing_rule + ".",
+        "Rows and thresholds: README, section \"saliscope compare: the measured method comparison\".",
+    ]
+    chart = scorecard_figure(titles, result.rows(), title="measured on this image", subtitles=views,
+                             subtitle_name="map shown and scored:", footnotes=[*notes[:2], *_flag_notes(flags)],
+                             width=float(maps.get_size_inches()[0]))
     figure = stacked([maps, chart])
-    page = scorecard_html(titles, result.rows(), title=f"saliscope compare — {heading}",
-                          figures=[("maps", figure_png(maps)), ("chart", figure_png(chart))],
-                          flags=[(registry.get(m).title, s, line) for m, s, line in result.flags()],
-                          notes=["Rows and thresholds: see the README, section 'Comparing methods'."])
+    page = scorecard_html(titles, result.rows(), title=f"saliscope compare — {heading}", subtitles=views,
+                          subtitle_name="map shown and scored:",
+                          figures=[("maps", figure_png(maps))], flags=flags,
+                          notes=notes)
     record = {"image": source.path, "class": cls, "label": label, "probability": float(probs[cls]),
               **result.as_dict()}
 
     _print_table(titles, result.rows())
-    flags = result.flags()
+    click.echo(notes[0])
     for method, _status, line in flags:
         click.echo(f"flag: {method}: {line}")
     if not flags:
@@ -92,13 +108,33 @@ def compare(image: str, model_spec: str | None, arch: str | None, target: str, t
         handle.write(page.encode("utf-8"))
     save_json(record, out_dir / "compare.json")
     click.echo(f"results in {out_dir}{'/' if not str(out_dir).endswith('/') else ''} "
-               "(compare.png, compare.html, compare.json)")
+               f"(compare.png, compare.html, compare.json); {time.perf_counter() - began:.1f} s in all")
     sys.stdout.flush()
 
 
+def _flag_notes(flags: list[tuple[str, str, str]]) -> list[str]:
+    """One footnote per flagged method, its failed checks joined: the figure carries the flags too."""
+    by_method: dict[str, list[str]] = {}
+    for method, _status, line in flags:
+        by_method.setdefault(method, []).append(line)
+    if not by_method:
+        return ["Flags: none; every method passed every check (trust.check, on the same maps)."]
+    return [f"Flag, {method}: " + "; ".join(lines) for method, lines in by_method.items()]
+
+
+_SHORT_GRADES = {"good": "good", "moderate": "mod", "poor": "poor", "n/a": "n/a"}
+
+
 def _print_table(methods: list[str], rows: list[Any]) -> None:
-    width = max(len(r.name) for r in rows)
-    cells = [max(len(m), *(len(r.texts[j]) for r in rows)) for j, m in enumerate(methods)]
-    click.echo(" " * width + "  " + "  ".join(m.ljust(c) for m, c in zip(methods, cells)))
-    for r in rows:
-        click.echo(r.name.ljust(width) + "  " + "  ".join(t.ljust(c) for t, c in zip(r.texts, cells)))
+    """One line per method: each row's value and grade, so the table fits ~100 columns."""
+    heads = ["method", *(r.name.split(" (")[0].removeprefix("finest ") for r in rows)]
+    lines = [heads]
+    for j, method in enumerate(methods):
+        cells = [f"{r.texts[j]} {_SHORT_GRADES[g]}" if (g := r.grade(j)) else r.texts[j] for r in rows]
+        lines.append([method, *cells])
+    widths = [max(len(line[k]) for line in lines) for k in range(len(heads))]
+    for line in lines:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    units = ", ".join(f"{r.name.split(' (')[0].removeprefix('finest ')} in {r.name.split(' (')[1].rstrip(')')}"
+                      for r in rows if " (" in r.name)
+    click.echo(f"({units}; grades good / mod(erate) / poor; needs is not graded)")

@@ -52,6 +52,21 @@ def check_explainer(explainer: object) -> Explainer:
     return explainer
 
 
+def reuse_or_explain(
+    explainer: Explainer, x: Tensor, target: TargetLike, clean: Explanation | None
+) -> tuple[Explanation, Cost]:
+    """The clean explanation of ``x`` — ``clean`` when the caller has it, else made now — and its cost to
+    this metric (nothing for one handed in)."""
+    if clean is None:
+        made = explainer.explain(x, target)
+        return made, made.cost
+    if not isinstance(clean, Explanation) or len(clean) != int(x.shape[0]) or \
+            clean.attributions.shape[-2:] != x.shape[-2:]:
+        raise InputError("clean= must be the explainer's Explanation of this very batch x",
+                         "pass what explainer.explain(x, target) returned, or omit clean=")
+    return clean, Cost(0, 0, 0, 0.0, None)
+
+
 def value_range(x: Tensor) -> Tensor:
     """``(B, 1, 1, 1)`` each image's max − min (1 for a flat image, so a radius stays absolute there)."""
     span = (x.amax((1, 2, 3)) - x.amin((1, 2, 3))).view(-1, 1, 1, 1)
@@ -283,6 +298,7 @@ def consistency(
     top_k: float = 10.0,
     evidence: Evidence = "absolute",
     seed: int = 0,
+    clean: Explanation | None = None,
 ) -> ConsistencyResult:
     """Consistency of the explanation over near-identical inputs.
 
@@ -302,9 +318,12 @@ def consistency(
         top_k: the percentage of (compared) pixels whose overlap the IoU measures: 10 = the top 10 %.
         evidence: compare ``"absolute"`` maps (the sum over channels of |attribution|) or ``"signed"`` ones.
         seed: seeds the noise (the same draw for every image of the batch).
+        clean: ``explainer``'s explanation of ``x`` when it is at hand (then ``target`` is its target and
+            it is not made again; its cost is not counted here).
 
     Returns:
-        :class:`ConsistencyResult` with ``(T, B)`` tensors. Costs ``1 + T`` explanations per image.
+        :class:`ConsistencyResult` with ``(T, B)`` tensors. Costs ``1 + T`` explanations per image (``T``
+        with ``clean``).
     """
     explainer = check_explainer(explainer)
     x = check_batch(x)
@@ -324,7 +343,7 @@ def consistency(
              "hflip": _hflip}
     plan = [steps[name]() for name in names]
 
-    clean = explainer.explain(x, target)
+    clean, clean_cost = reuse_or_explain(explainer, x, target, clean)
     source = x.detach()
     altered = explain_copies(explainer, clean, torch.cat([alter(source) for alter, _ in plan]), len(plan))
 
@@ -336,5 +355,5 @@ def consistency(
         rho.append(spearman(a, b))
         iou.append(top_k_overlap(a, b, k=top_k))
     return ConsistencyResult(names, torch.stack(rho), torch.stack(iou), float(top_k), evidence,
-                             clean.cost + altered.cost)
+                             clean_cost + altered.cost)
 

@@ -41,7 +41,7 @@ from ..core.validation import check_batch
 from ..methods.base import Explainer
 from ._common import finished_cost, scoring
 from .results import floats
-from .robustness import check_explainer
+from .robustness import check_explainer, reuse_or_explain
 from .similarity import evidence_maps, spearman, ssim
 
 Order = Literal["cascading", "independent"]
@@ -295,6 +295,7 @@ def model_randomisation(
     stages: Sequence[StageLike] | None = None,
     seed: int = 0,
     keep_maps: bool = False,
+    clean: Explanation | None = None,
 ) -> RandomisationResult:
     """Cascading or independent model-parameter randomisation test (Adebayo et al. 2018).
 
@@ -311,15 +312,17 @@ def model_randomisation(
             (output towards input). A few of them (``randomisation_stages(model)[:3]``) make a cheap test.
         seed: seeds the re-initialisation.
         keep_maps: also return the randomised models' attributions (``(S, B, C|1, H, W)``, for figures).
+        clean: ``explainer``'s explanation of ``x`` when it is at hand (then ``target`` is its target and
+            it is not made again; its cost is not counted here).
 
     Returns:
-        :class:`RandomisationResult` with ``(S, B)`` similarities. Costs ``1 + S`` explanations.
+        :class:`RandomisationResult` with ``(S, B)`` similarities. Costs ``1 + S`` explanations (``S``
+        with ``clean``).
     """
     x = check_batch(x)
     explainer = check_explainer(explainer)
-    clean = explainer.explain(x, target)
+    clean, cost = reuse_or_explain(explainer, x, target, clean)
     names, sims, flat, kept = [], [], [], []
-    cost = clean.cost
     for stage, twin in randomised_copies(explainer, stages, order=order, seed=seed):
         randomised = twin.explain(x, clean.target)
         names.append(stage.name)

@@ -177,7 +177,8 @@ def measure(
         if "stability" in checks:
             steady = known.get("consistency")
             if steady is None or "shift1" not in steady.transforms:
-                steady = consistency(explainer, x, explanation.target, transforms=("shift1",), seed=seed)
+                steady = consistency(explainer, x, explanation.target, transforms=("shift1",), seed=seed,
+                                     clean=explanation)
                 found.add_cost(steady.cost)
             found.shift_rank_correlation = _floats(steady.spearman[steady.transforms.index("shift1")])
         if "sanity" in checks:
@@ -186,7 +187,8 @@ def measure(
             group = Stage("+".join(s.name for s in top), tuple(n for s in top for n in s.parameters))
             sane = known.get("sanity")
             if sane is None or tuple(sane.stages) != (group.name,):
-                sane = model_randomisation(explainer, x, explanation.target, stages=[group], seed=seed)
+                sane = model_randomisation(explainer, x, explanation.target, stages=[group], seed=seed,
+                                           clean=explanation)
                 found.add_cost(sane.cost)
             found.randomised_rank_correlation = _floats(sane.spearman_abs[-1])
     if "completeness" in checks:
