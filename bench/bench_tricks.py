@@ -13,9 +13,10 @@
 6. (CPU only) the channels_last input ``input_gradients`` feeds a conv net vs a contiguous input, on
    Gradient / SmoothGrad-50 / IG-50, and how far the maps move.
 7. No-grad forward passes (what perturbation methods, Score-CAM and the faithfulness metrics run): the
-   model as loaded with a contiguous input, with a channels_last input, and the folded inference copy
-   (``methods/batchnorm_folding.py``) with a channels_last input, per row at a few chunk sizes; on the
-   default model and on torchvision ResNet-50 (random weights), with how far the outputs move.
+   model as loaded with a contiguous input, with a channels_last input, and the inference copy
+   (``methods/inference_copy.py``: norms folded, "same" padding made static) with a channels_last input,
+   per row at a few chunk sizes; on the default model and on torchvision ResNet-50 (random weights), with
+   how far the outputs move.
 Results: ``bench/results/tricks-<device>.{md,json}``.
 """
 
@@ -225,24 +226,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         out["cl_input_diffs"] = diffs
 
     if 7 in sections:
-        # 7. no-grad forward: layout and batch-norm folding ------------------------------------------------
+        # 7. no-grad forward: layout and the inference copy ------------------------------------------------
         import torchvision
 
-        from saliscope.methods.batchnorm_folding import folded_copy
+        from saliscope.methods.inference_copy import inference_copy
 
         nets = {"default": model, "resnet50": torchvision.models.resnet50().eval().to(device)}
         fold_sizes = tuple(args.sizes) if args.sizes else (4, 16)
         out["fold"], out["fold_diffs"], out["fold_sizes"] = {}, {}, fold_sizes
         for net_name, net in nets.items():
             cl = (lambda t: t.contiguous(memory_format=torch.channels_last)) if device.type == "cpu" else (lambda t: t)
-            folded = folded_copy(net, cl(x))
+            folded = inference_copy(net, cl(x))
             assert folded is not None, f"{net_name}: nothing folded"
             fns = {}
             for b in fold_sizes:
                 xb = x.expand(b, -1, -1, -1).contiguous() + 0.01 * torch.randn(b, *shape, device=device)
                 fns[f"{net_name} b={b}: contiguous"] = (lambda xb: lambda: _no_grad(net, xb))(xb)
                 fns[f"{net_name} b={b}: channels_last input"] = (lambda xb: lambda: _no_grad(net, xb))(cl(xb))
-                fns[f"{net_name} b={b}: folded copy, channels_last input"] = (
+                fns[f"{net_name} b={b}: inference copy, channels_last input"] = (
                     lambda xb: lambda: _no_grad(folded, xb))(cl(xb))
             with torch.no_grad():
                 ref, got = net(x), folded(cl(x))
@@ -308,7 +309,7 @@ def render(env: dict[str, Any], out: dict[str, Any]) -> str:
     if "fold" in out:
         d = "; ".join(f"{k} output max |Δ| {v['max_abs_diff']:.1e} (max |logit| {v['max_abs']:.1f})"
                       for k, v in out["fold_diffs"].items())
-        lines += ["### 7. No-grad forward: contiguous, channels_last input, folded copy — " + d, "",
+        lines += ["### 7. No-grad forward: contiguous, channels_last input, inference copy — " + d, "",
                   *_table(out["fold"]), ""]
         for net_name in ("default", "resnet50"):
             for b in out["fold_sizes"]:
@@ -317,7 +318,7 @@ def render(env: dict[str, Any], out: dict[str, Any]) -> str:
                     continue
                 ratios = ", ".join(
                     f"{how} {base['median'] / out['fold'][f'{net_name} b={b}: {how}']['median']:.2f}×"
-                    for how in ("channels_last input", "folded copy, channels_last input"))
+                    for how in ("channels_last input", "inference copy, channels_last input"))
                 lines.append(f"- {net_name}, {b} rows: contiguous / {ratios}")
         lines.append("")
     return "\n".join(lines)

@@ -154,7 +154,7 @@ def test_a_100_step_curve_is_batched_not_100_calls(metric):
     sal = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     curve = metric(model, x, sal, steps=100, chunk_size=64)
     rows = 2 * 100  # the clean step is scored once, when the target is bound
-    probe = 2  # one-row passes that fold the batch norm into a private copy (methods/batchnorm_folding.py)
+    probe = 2  # one-row passes that fold the batch norm into a private copy (methods/inference_copy.py)
     assert model.calls == 1 + probe + math.ceil(rows / 64) == 7
     assert curve.cost.batches == 7 and curve.cost.forward_passes == 2 + probe + rows
     assert curve.cost.backward_passes == 0 and curve.cost.seconds > 0

@@ -25,7 +25,7 @@ from ..core.model_state import explaining, model_device
 from ..core.targets import BoundTarget, TargetLike, as_target, logits_of
 from ..core.validation import check_batch
 from ..methods.base import concat_outputs
-from ..methods.batchnorm_folding import FOLD_FROM_ROWS, inference_net
+from ..methods.inference_copy import FOLD_FROM_ROWS, inference_net
 from ..methods.memory_layout import in_preferred_layout
 
 Attribution = Explanation | Tensor

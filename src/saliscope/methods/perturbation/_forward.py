@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from ...core.cost import CostMeter
 from ...core.targets import BoundTarget
-from ..batchnorm_folding import FOLD_FROM_ROWS, inference_net
+from ..inference_copy import FOLD_FROM_ROWS, inference_net
 from ..memory_layout import in_preferred_layout
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The folded inference copy: same outputs as the model, the model untouched, and no fold where it would lie."""
+"""The inference copy: same outputs as the model, the model untouched, and no rewrite where it would lie."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import saliscope as ss
-from saliscope.methods.batchnorm_folding import FOLD_FROM_ROWS, folded_copy, inference_net
+from saliscope.methods.inference_copy import FOLD_FROM_ROWS, inference_copy, inference_net
 from faithfulness_models import assert_same, snapshot
 from tiny_models import SmallCNN
 
@@ -65,7 +65,7 @@ def _batch(n: int = 3, size: int = 8) -> torch.Tensor:
 def test_folding_gives_the_same_outputs_and_removes_every_norm():
     model = ConvBNChain().eval()
     x = _batch()
-    folded = folded_copy(model, x[:1])
+    folded = inference_copy(model, x[:1])
     assert folded is not None and folded is not model
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     with torch.no_grad():
@@ -75,7 +75,7 @@ def test_folding_gives_the_same_outputs_and_removes_every_norm():
 def test_folding_in_float64_is_exact_to_float64_rounding():
     model = ConvBNChain().double().eval()
     x = _batch().double()
-    folded = folded_copy(model, x[:1])
+    folded = inference_copy(model, x[:1])
     assert folded is not None
     with torch.no_grad():
         torch.testing.assert_close(folded(x), model(x), atol=1e-12, rtol=1e-12)
@@ -84,19 +84,19 @@ def test_folding_in_float64_is_exact_to_float64_rounding():
 @pytest.mark.parametrize("model_type", [RawAlsoUsed, InPlaceBetween])
 def test_no_fold_where_the_conv_output_is_not_only_the_norms_input(model_type):
     model = model_type().eval()
-    assert folded_copy(model, _batch()[:1]) is None
+    assert inference_copy(model, _batch()[:1]) is None
     assert inference_net(model, _batch()[:1]) is model
 
 
 def test_a_norm_in_training_mode_is_not_folded():
     model = ConvBNChain().train()
-    assert folded_copy(model, _batch()[:2]) is None
+    assert inference_copy(model, _batch()[:2]) is None
 
 
 def test_the_model_is_left_exactly_as_found():
     model = SmallCNN().eval()
     before = snapshot(model)
-    folded = folded_copy(model, _batch()[:1])
+    folded = inference_copy(model, _batch()[:1])
     assert folded is not None and isinstance(model.bn, nn.BatchNorm2d)
     assert_same(before, snapshot(model))
 
@@ -114,7 +114,8 @@ def test_the_copy_is_kept_until_the_weights_change():
         torch.testing.assert_close(second(probe), model(probe), atol=1e-5, rtol=1e-5)
 
 
-def test_timm_norm_act_layers_fold_with_their_activation():
+@pytest.mark.parametrize("size", [(64, 64), (65, 47)])
+def test_timm_norm_act_layers_fold_and_same_padding_becomes_static(size):
     timm = pytest.importorskip("timm")
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=10).eval()
     with torch.no_grad():  # trained-looking statistics, so the fold has something to fold
@@ -122,12 +123,40 @@ def test_timm_norm_act_layers_fold_with_their_activation():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.normal_(0, 0.1, generator=torch.Generator().manual_seed(i))
                 m.running_var.uniform_(0.5, 2.0, generator=torch.Generator().manual_seed(i))
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    folded = folded_copy(model, x[:1])
-    assert folded is not None
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(type(m).__name__ == "Conv2dSame" for m in model.modules())
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    fast = inference_copy(model, x[:1])
+    assert fast is not None
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    assert not any(type(m).__name__ == "Conv2dSame" for m in fast.modules())
     with torch.no_grad():
-        torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(fast(x), model(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kernel, stride, size", [(3, 2, 112), (3, 2, 113), (5, 2, 28), (4, 3, 17), (3, 1, 9)])
+def test_static_padding_reads_exactly_what_same_padding_reads(kernel, stride, size):
+    from timm.layers import Conv2dSame
+
+    from saliscope.methods.inference_copy import _static_padding
+
+    torch.manual_seed(0)
+    same = Conv2dSame(4, 6, kernel, stride=stride, groups=2).eval()
+    x = torch.randn(2, 4, size, size + 3, dtype=torch.float64)
+    same = same.double()
+    static = _static_padding(same, (size, size + 3))
+    assert type(static) is nn.Conv2d
+    with torch.no_grad():
+        torch.testing.assert_close(static(x), same(x), atol=1e-12, rtol=0)
+
+
+def test_the_copy_is_made_again_for_another_input_size():
+    timm = pytest.importorskip("timm")
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=3).eval()
+    small, large = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 48, 48)
+    first = inference_net(model, small)
+    assert inference_net(model, small) is first and inference_net(model, large) is not first
+    with torch.no_grad():
+        torch.testing.assert_close(inference_net(model, large)(large), model(large), atol=1e-4, rtol=1e-4)
 
 
 def test_perturbation_maps_are_the_same_folded_or_not(monkeypatch):
