@@ -70,29 +70,6 @@ class Counting(nn.Module):
         return self.net(x)
 
 
-def snapshot(model: nn.Module) -> dict:
-    return {
-        "training": [(n, m.training) for n, m in model.named_modules()],
-        "requires_grad": [(n, p.requires_grad) for n, p in model.named_parameters()],
-        "grads": [(n, None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()],
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "hooks": [(n, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
-                  for n, m in model.named_modules()],
-    }
-
-
-def assert_same(before: dict, after: dict) -> None:
-    assert before["training"] == after["training"]
-    assert before["requires_grad"] == after["requires_grad"]
-    assert before["hooks"] == after["hooks"]
-    for (n, g0), (_, g1) in zip(before["grads"], after["grads"]):
-        assert (g0 is None) == (g1 is None), n
-        if g0 is not None:
-            assert torch.equal(g0, g1), n
-    for k, v in before["state"].items():
-        assert torch.equal(v, after["state"][k]), k
-
-
 def awkward(model: nn.Module) -> nn.Module:
     """Train mode with one submodule in eval, one frozen parameter, one stale .grad: all must survive."""
     model.train()

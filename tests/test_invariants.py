@@ -13,6 +13,7 @@ from saliscope.core.errors import ModelOutputError, NonFiniteError, TargetError
 from saliscope.core.targets import BoundClasses
 from saliscope.registry import MethodOptions
 
+from model_snapshot import assert_same, snapshot
 from tiny_models import SmallCNN, TinyViT
 
 OPTIONS = MethodOptions(seed=3, n_samples=3, n_steps=4, baseline="zero")
@@ -38,31 +39,6 @@ class Wrapped(torch.nn.Module):
 
     def forward(self, x):
         return self.net(x)
-
-
-def snapshot(model):
-    return {
-        "training": [(n, m.training) for n, m in model.named_modules()],
-        "requires_grad": [(n, p.requires_grad) for n, p in model.named_parameters()],
-        "grads": [(n, None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()],
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "hooks": [
-            (n, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
-            for n, m in model.named_modules()
-        ],
-    }
-
-
-def assert_same(before, after):
-    assert before["training"] == after["training"]
-    assert before["requires_grad"] == after["requires_grad"]
-    assert before["hooks"] == after["hooks"]
-    for (n, g0), (_, g1) in zip(before["grads"], after["grads"]):
-        assert (g0 is None) == (g1 is None), n
-        if g0 is not None:
-            assert torch.equal(g0, g1), n
-    for k, v in before["state"].items():
-        assert torch.equal(v, after["state"][k]), k
 
 
 def awkward_model(name="gradient"):

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import saliscope as ss
-from saliscope.methods.inference_copy import FOLD_FROM_ROWS, inference_copy, inference_net
-from faithfulness_models import assert_same, snapshot
+from saliscope.methods.inference_copy import _COPIES, FOLD_FROM_ROWS, inference_copy, inference_net
+from model_snapshot import assert_same, snapshot
 from tiny_models import SmallCNN
 
 
@@ -90,7 +90,9 @@ def test_no_fold_where_the_conv_output_is_not_only_the_norms_input(model_type):
 
 def test_a_norm_in_training_mode_is_not_folded():
     model = ConvBNChain().train()
+    before = snapshot(model)
     assert inference_copy(model, _batch()[:2]) is None
+    assert_same(before, snapshot(model))  # no probe pass ran: the running statistics are untouched
 
 
 def test_the_model_is_left_exactly_as_found():
@@ -99,6 +101,8 @@ def test_the_model_is_left_exactly_as_found():
     folded = inference_copy(model, _batch()[:1])
     assert folded is not None and isinstance(model.bn, nn.BatchNorm2d)
     assert_same(before, snapshot(model))
+    with torch.no_grad():
+        torch.testing.assert_close(folded(_batch()), model(_batch()), atol=1e-5, rtol=1e-5)
 
 
 def test_the_copy_is_kept_until_the_weights_change():
@@ -112,6 +116,18 @@ def test_the_copy_is_kept_until_the_weights_change():
     assert second is not first
     with torch.no_grad():
         torch.testing.assert_close(second(probe), model(probe), atol=1e-5, rtol=1e-5)
+
+
+def test_a_model_switched_to_training_mode_does_not_get_the_folded_copy():
+    model = ConvBNChain().eval()
+    probe = _batch()[:2]
+    assert inference_net(model, probe) is not model
+    model.b1.train()  # its batch statistics now count: a copy with it folded would answer differently
+    before = snapshot(model)
+    assert inference_net(model, probe) is model  # no copy for a model in training mode, not even a probe
+    assert_same(before, snapshot(model))
+    model.eval()
+    assert inference_net(model, probe) is not model
 
 
 @pytest.mark.parametrize("size", [(64, 64), (65, 47)])
@@ -165,6 +181,7 @@ def test_perturbation_maps_are_the_same_folded_or_not(monkeypatch):
     x = _batch(2, 16)
     e = ss.RISE(model, n_masks=FOLD_FROM_ROWS, seed=0).explain(x, 0)
     assert inference_net(model, x[:1]) is not model  # it was folded (and is kept)
+    assert model in _COPIES and _COPIES[model][1] is not None  # made by RISE's run, not by the line above
     monkeypatch.setattr("saliscope.methods.perturbation._forward.FOLD_FROM_ROWS", 10**9)
     unfolded = ss.RISE(model, n_masks=FOLD_FROM_ROWS, seed=0).explain(x, 0)
     assert e.cost.forward_passes == unfolded.cost.forward_passes + 2 == 2 * FOLD_FROM_ROWS + 2  # the probe: 2 rows

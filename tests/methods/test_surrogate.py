@@ -7,10 +7,11 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 import saliscope as ss
 from saliscope.core.errors import InputError
-from saliscope.methods.perturbation.coalitions import draw_coalitions, lime_size_law, lime_weights, shapley_size_law
+from saliscope.methods.perturbation.coalitions import draw_coalitions, lime_size_law, shapley_size_law
 from saliscope.methods.perturbation.superpixels import superpixels
 
 from perturbation_models import Interacting, NoGrad, RegionReader, SuperpixelAdditive, positive_share
@@ -61,7 +62,9 @@ def lime_limit(model, x, labels, kernel_width=0.25):
     """What LIME (alpha 0) converges to: its weighted least squares over every coalition, each as likely
     (its sampler keeps each superpixel with probability 1/2), weighed by its kernel."""
     z, scores = coalition_scores(model, x, labels)
-    root = lime_weights(z, kernel_width).sqrt().view(-1, 1)
+    # LIME's kernel written out (not the library's lime_weights): exp(-d²/w²), d the cosine distance to all-ones.
+    cosine = (z.sum(1) / z.shape[1]).sqrt()
+    root = torch.exp(-((1 - cosine) ** 2) / kernel_width**2).sqrt().view(-1, 1)
     design = root * torch.cat([torch.ones(len(z), 1, dtype=torch.float64), z], dim=1)
     return torch.linalg.lstsq(design, root * scores.T).solution[1:].T
 
@@ -132,11 +135,17 @@ def test_kernel_shap_approaches_the_exact_shapley_values_of_an_interacting_model
     assert float((coef - phi).abs().max()) < 0.05 * float(phi.abs().max())
 
 
-def test_kernel_shap_converges_to_the_exact_shapley_values_of_higher_order_interactions():
-    # The size law matters here: a uniform one misses by ~3% of the largest value, LIME's binomial one by ~8%.
+def high_order_case() -> tuple[torch.Tensor, nn.Module, torch.Tensor]:
+    """Superpixel labels, a :class:`HighOrder` model over them, and two images of known region values."""
     labels = blocks(2, 3)
     model = HighOrder(labels, torch.tensor([1.0, -0.5, 2.0, 0.3, -1.5, 0.8])).eval()
     x = region_image(torch.tensor([[1.0, -0.8, 1.5, 0.7, 1.2, -1.1], [0.5, 1.3, -0.9, 1.1, 0.8, 1.4]]), labels)
+    return labels, model, x
+
+
+def test_kernel_shap_converges_to_the_exact_shapley_values_of_higher_order_interactions():
+    # The size law matters here: a uniform one misses by ~3% of the largest value, LIME's binomial one by ~8%.
+    labels, model, x = high_order_case()
     phi = exact_shapley(model, x, labels)
     e = ss.KernelSHAP(model, n_samples=20000, superpixels=fixed(labels), seed=0).explain(x, target=0)
     coef = e.extras["coefficients"].double()
@@ -145,9 +154,7 @@ def test_kernel_shap_converges_to_the_exact_shapley_values_of_higher_order_inter
 
 
 def test_lime_converges_to_its_weighted_least_squares_over_every_coalition():
-    labels = blocks(2, 3)
-    model = HighOrder(labels, torch.tensor([1.0, -0.5, 2.0, 0.3, -1.5, 0.8])).eval()
-    x = region_image(torch.tensor([[1.0, -0.8, 1.5, 0.7, 1.2, -1.1], [0.5, 1.3, -0.9, 1.1, 0.8, 1.4]]), labels)
+    labels, model, x = high_order_case()
     limit = lime_limit(model, x, labels)
     coef = ss.LIME(model, n_samples=20000, superpixels=fixed(labels), alpha=0.0, seed=0).explain(x, target=0)
     assert float((coef.extras["coefficients"].double() - limit).abs().max()) < 0.02 * float(limit.abs().max())
@@ -166,6 +173,9 @@ def test_lime_and_kernel_shap_can_rightly_disagree_in_sign():
     lime = ss.LIME(model, n_samples=2000, superpixels=fixed(labels), alpha=0.0, seed=0).explain(x, target=0)
     assert float(shap.extras["coefficients"][0, 0]) == pytest.approx(0.5, abs=0.05)
     assert float(lime.extras["coefficients"][0, 0]) == pytest.approx(-0.485, abs=0.05)
+    # Every superpixel, not only the one whose sign differs.
+    torch.testing.assert_close(shap.extras["coefficients"].double(), phi, rtol=0, atol=1e-5)
+    torch.testing.assert_close(lime.extras["coefficients"].double(), limit, rtol=0, atol=0.08)
 
 
 # -- localisation ----------------------------------------------------------------------------------

@@ -17,9 +17,8 @@ from saliscope.core.views import FlatMapWarning
 from saliscope.methods.baselines import Blur
 from saliscope.metrics.faithfulness import removal_rank, step_counts
 
-from faithfulness_models import (
-    BLOCK, LEFT, SIDE, TOP, BlockReader, Counting, assert_same, awkward, block_image, block_mask, snapshot,
-)
+from faithfulness_models import BLOCK, LEFT, SIDE, TOP, BlockReader, Counting, awkward, block_image, block_mask
+from model_snapshot import assert_same, snapshot
 from tiny_models import Linear, SmallCNN
 
 N_PIXELS = SIDE * SIDE

@@ -11,7 +11,8 @@ from saliscope.core.cost import Cost
 from saliscope.core.explanation import Explanation
 from saliscope.trust import CHECKS, Thresholds, check, judge, measure
 from saliscope.trust.checks import shifted_maps
-from faithfulness_models import BlockReader, assert_same, block_image, block_mask, snapshot
+from faithfulness_models import BlockReader, block_image, block_mask
+from model_snapshot import assert_same, snapshot
 from robustness_models import LinearImage, Sobel
 
 

@@ -19,7 +19,8 @@ from saliscope.trust import Band, Comparison, Grading, MethodResult, Thresholds,
 from saliscope.trust import comparison as comparison_module
 from saliscope.trust.checks import CheckReport
 from saliscope.viz import display_hint
-from faithfulness_models import BlockReader, assert_same, block_image, block_mask, snapshot
+from faithfulness_models import BlockReader, block_image, block_mask
+from model_snapshot import assert_same, snapshot
 from robustness_models import LinearImage, Sobel
 
 FAST = Thresholds(deletion_steps=16, deletion_random_maps=2)

@@ -51,10 +51,17 @@ def test_an_ungraded_row_is_neutral_and_says_it_is_not_graded() -> None:
 def test_figure_draws_every_cell_and_heading() -> None:
     figure = scorecard_figure(METHODS, ROWS, title="t", subtitles=["positive part", "signed"],
                               footnotes=["Flag, gradcam: sanity"])
-    texts = "\n".join(_texts(figure))
+    joined = "\n".join(_texts(figure))
     for cell in ("0.02", "6.5", "32", "n/a", "good", "poor", "moderate", "gradcam", "scorecam", "time (s)",
                  "min of 3", "positive part", "signed", "Flag, gradcam: sanity", "not graded"):
-        assert cell in texts
+        assert cell in joined
+    # Each heading and cell is a text of its own (a footnote naming "gradcam" is not its heading).
+    texts = _texts(figure)
+    for cell in ("gradcam", "scorecam", "positive part", "signed", "Flag, gradcam: sanity"):
+        assert cell in texts, cell
+    assert any(t.startswith("min of 3") and t.endswith("good") for t in texts)
+    assert any(t.endswith("poor") for t in texts) and texts.count("n/a") >= 2
+    assert any(t.endswith("not graded") for t in texts)
 
 
 def test_title_is_centred_on_the_figure_and_the_width_is_the_one_asked_for() -> None:

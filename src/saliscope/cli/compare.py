@@ -122,12 +122,18 @@ def _flag_notes(flags: list[tuple[str, str, str]]) -> list[str]:
     return [f"Flag, {method}: " + "; ".join(lines) for method, lines in by_method.items()]
 
 
+def _short(row_name: str) -> tuple[str, str | None]:
+    """A chart row's name for the terminal, and its unit: "finest detail (px)" → ("detail", "px")."""
+    name, _, unit = row_name.partition(" (")
+    return name.removeprefix("finest "), unit.rstrip(")") or None
+
+
 _SHORT_GRADES = {"good": "good", "moderate": "mod", "poor": "poor", "n/a": "n/a"}
 
 
 def _print_table(methods: list[str], rows: list[Any]) -> None:
     """One line per method: each row's value and grade, so the table fits ~100 columns."""
-    heads = ["method", *(r.name.split(" (")[0].removeprefix("finest ") for r in rows)]
+    heads = ["method", *(_short(r.name)[0] for r in rows)]
     lines = [heads]
     for j, method in enumerate(methods):
         cells = [f"{r.texts[j]} {_SHORT_GRADES[g]}" if (g := r.grade(j)) else r.texts[j] for r in rows]
@@ -135,6 +141,5 @@ def _print_table(methods: list[str], rows: list[Any]) -> None:
     widths = [max(len(line[k]) for line in lines) for k in range(len(heads))]
     for line in lines:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
-    units = ", ".join(f"{r.name.split(' (')[0].removeprefix('finest ')} in {r.name.split(' (')[1].rstrip(')')}"
-                      for r in rows if " (" in r.name)
+    units = ", ".join(f"{name} in {unit}" for name, unit in map(_short, (r.name for r in rows)) if unit)
     click.echo(f"({units}; grades good / mod(erate) / poor; needs is not graded)")

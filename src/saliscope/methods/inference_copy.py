@@ -53,8 +53,9 @@ def inference_net(net: nn.Module, probe: Tensor, meter: CostMeter | None = None)
     ``probe`` is one input row of the run, on which the copy is checked against ``net``; its two passes
     are counted in ``meter``.
     """
-    # In-place updates (optimiser steps, load_state_dict, re-initialisation) bump a tensor's version.
-    state = (tuple(probe.shape[1:]), probe.dtype, probe.device,
+    # In-place updates (optimiser steps, load_state_dict, re-initialisation) bump a tensor's version; a
+    # module switched to training mode must not get the copy that folded its running statistics.
+    state = (tuple(probe.shape[1:]), probe.dtype, probe.device, tuple(m.training for m in net.modules()),
              *((id(t), t.data_ptr(), t._version) for t in (*net.parameters(), *net.buffers())))
     cached = _COPIES.get(net)
     if cached is not None and cached[0] == state:
@@ -66,7 +67,12 @@ def inference_net(net: nn.Module, probe: Tensor, meter: CostMeter | None = None)
 
 def inference_copy(net: nn.Module, probe: Tensor, meter: CostMeter | None = None) -> nn.Module | None:
     """A copy of ``net`` (in eval mode) with its batch norms folded and "same" paddings made static for
-    inputs shaped like ``probe``; None when there is nothing to rewrite or the copy does not match."""
+    inputs shaped like ``probe``; None when there is nothing to rewrite or the copy does not match.
+
+    A model with any module in training mode gets None before anything runs: its probe pass would update
+    the norms' running statistics (the user's model changed) and its answers are not fixed functions."""
+    if any(m.training for m in net.modules()):
+        return None
     def run(module: nn.Module) -> Any:
         if meter is not None:
             meter.forward(int(probe.shape[0]))

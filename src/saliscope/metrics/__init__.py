@@ -41,14 +41,14 @@ from .robustness import (  # noqa: E402
 )
 from .sanity import (  # noqa: E402
     MapSimilarity, RandomisationResult, RandomLogitResult, Stage, model_randomisation, random_logit,
-    randomisation_stages, randomised_copies,
+    randomisation_stages, randomised_copies, top_stages,
 )
 from .similarity import spearman, ssim, top_k_overlap  # noqa: E402
 
 __all__ += [
     "ConsistencyResult", "MapSimilarity", "RandomLogitResult", "RandomisationResult", "SensitivityResult", "Stage",
     "avg_sensitivity", "consistency", "max_sensitivity", "model_randomisation", "random_logit",
-    "randomisation_stages", "randomised_copies", "spearman", "ssim", "top_k_overlap",
+    "randomisation_stages", "randomised_copies", "spearman", "ssim", "top_k_overlap", "top_stages",
 ]
 # -- end B ---------------------------------------------------------------------------------------------
 

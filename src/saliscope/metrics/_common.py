@@ -9,7 +9,6 @@ input, never all of them at once — counting every pass into a :class:`~salisco
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,32 +50,6 @@ def saliency_map(attribution: Attribution) -> Tensor:
     if attribution.ndim != 4:
         raise InputError(f"a map must be (B, 1|C, H, W), got {tuple(attribution.shape)}", "pass e.attributions")
     return attribution.detach().float().sum(1, keepdim=True)
-
-
-def whole(name: str, value: object, fix: str, *, minimum: int = 1) -> int:
-    """``value`` as a whole number ``>= minimum`` (bools are not numbers here), else one clear error."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(f"{name} must be a whole number >= {minimum}, got {value!r}", fix)
-    return value
-
-
-def real(name: str, value: object, fix: str, *, above: float | None = None, at_least: float | None = None,
-         below: float | None = None) -> float:
-    """``value`` as a finite number in the given bounds, else one clear error naming them."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    bounds = []
-    if above is not None:
-        bounds.append(f"> {above:g}")
-        ok = ok and value > above  # type: ignore[operator]
-    if at_least is not None:
-        bounds.append(f">= {at_least:g}")
-        ok = ok and value >= at_least  # type: ignore[operator]
-    if below is not None:
-        bounds.append(f"< {below:g}")
-        ok = ok and value < below  # type: ignore[operator]
-    if not ok:
-        raise InputError(f"{name} must be a number {' and '.join(bounds) or 'that is finite'}, got {value!r}", fix)
-    return float(value)  # type: ignore[arg-type]
 
 
 def check_map_fits(x: Tensor, saliency: Tensor) -> None:

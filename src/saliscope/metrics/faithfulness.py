@@ -37,11 +37,11 @@ from ..core.errors import InputError, NonFiniteError
 from ..core.targets import (
     BoundClasses, BoundTarget, ClassTarget, PredictedClass, Target, TargetLike, as_target,
 )
-from ..core.validation import check_batch
+from ..core.validation import check_batch, whole
 from ..core.views import FlatMapWarning
 from ..methods.perturbation.fill import replacement_image
 from ._common import (
-    Attribution, check_map_fits, explained_target, finished_cost, saliency_map, scoring, top1, whole,
+    Attribution, check_map_fits, explained_target, finished_cost, saliency_map, scoring, top1,
 )
 from .results import Curve, floats, relative_to
 
@@ -74,13 +74,9 @@ def prepared(x: Tensor, attribution: Attribution) -> tuple[Tensor, Tensor]:
     return x, sal
 
 
-def positive_int(name: str, value: int, fix: str) -> int:
-    return whole(name, value, fix)
-
-
 def check_chunk_size(chunk_size: int | None) -> None:
     if chunk_size is not None:
-        positive_int("chunk_size", chunk_size, "omit chunk_size to choose it from the memory budget")
+        whole("chunk_size", chunk_size, "omit chunk_size to choose it from the memory budget")
 
 
 def percent(name: str, value: float, *, allow_zero: bool = False, fix: str | None = None) -> float:
@@ -205,7 +201,7 @@ def _curve(
     params: dict[str, Any],
 ) -> Curve:
     """Score ``x`` as its units are hidden (or, with ``insert``, put back onto the fill) in rank order."""
-    positive_int("steps", steps, "use e.g. steps=100")
+    whole("steps", steps, "use e.g. steps=100")
     check_chunk_size(chunk_size)
     b, _, h, w = x.shape
     unit_values, unit_of_pixel = units if units is not None else (sal.flatten(1), None)
@@ -350,7 +346,7 @@ def pixel_flipping(
     """
     if order not in get_args(Order):
         raise InputError(f"unknown order {order!r}", "use order='morf' (most relevant first) or 'lerf'")
-    positive_int("patch_size", patch_size, "use e.g. patch_size=8 (pixels)")
+    whole("patch_size", patch_size, "use e.g. patch_size=8 (pixels)")
     x, sal = prepared(x, attribution)
     if patch_size > min(x.shape[-2:]):
         raise InputError(f"patch_size {patch_size} is larger than the image {tuple(x.shape[-2:])}",
@@ -426,7 +422,7 @@ def faithfulness_correlation(
     turn. The default replacement is ``"mean"``: a blur barely changes scattered single pixels, whose
     neighbours survive. ``B * n_subsets`` model passes, batched. Other arguments as :func:`deletion`.
     """
-    positive_int("n_subsets", n_subsets, "use e.g. n_subsets=100")
+    whole("n_subsets", n_subsets, "use e.g. n_subsets=100")
     if n_subsets < 2:
         raise InputError("a correlation needs at least 2 subsets", "use e.g. n_subsets=100")
     if not (isinstance(subset_fraction, (int, float)) and 0 < subset_fraction < 1):
@@ -556,7 +552,7 @@ def counterfactual_removal(
     ``B * (1 + n_random)`` model passes, batched. Other arguments as :func:`deletion`.
     """
     k = percent("k", k)
-    positive_int("n_random", n_random, "use e.g. n_random=16")
+    whole("n_random", n_random, "use e.g. n_random=16")
     check_chunk_size(chunk_size)
     x, sal = prepared(x, attribution)
     b, _, h, w = x.shape

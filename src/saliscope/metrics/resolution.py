@@ -20,7 +20,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ._common import Attribution, real, saliency_map
+from ..core.validation import real
+from ._common import Attribution, saliency_map
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,9 @@ from ..core.cost import Cost
 from ..core.errors import InputError, MethodError
 from ..core.explanation import Explanation
 from ..core.targets import TargetLike
-from ..core.validation import check_batch
+from ..core.validation import check_batch, real, whole
 from ..core.views import FlatMapWarning
 from ..methods.base import Explainer
-from ._common import real, whole
 from .results import floats
 from .similarity import check_percent, evidence_maps, spearman, top_k_overlap
 

@@ -107,6 +107,13 @@ def randomisation_stages(model: nn.Module) -> list[Stage]:
     return stages[::-1]
 
 
+def top_stages(model: nn.Module, n: int) -> Stage:
+    """The top ``n`` of :func:`randomisation_stages` (output end) as one stage: the cascade's step after
+    ``n`` stages, randomised in one go — what the sanity flag and the comparison chart judge."""
+    top = randomisation_stages(model)[:n]
+    return Stage("+".join(s.name for s in top), tuple(p for s in top for p in s.parameters))
+
+
 StageLike = str | Sequence[str] | Stage
 
 

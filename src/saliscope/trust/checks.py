@@ -151,7 +151,7 @@ def measure(
     """
     from ..metrics.faithfulness import deletion
     from ..metrics.robustness import consistency
-    from ..metrics.sanity import Stage, model_randomisation, randomisation_stages
+    from ..metrics.sanity import model_randomisation, top_stages
 
     checks = _check_names(checks)
     known = known or {}
@@ -183,8 +183,7 @@ def measure(
             found.shift_rank_correlation = _floats(steady.spearman[steady.transforms.index("shift1")])
         if "sanity" in checks:
             # One stage holding the top `sanity_stages` stages: the cascade's step that decides the flag.
-            top = randomisation_stages(explainer.model)[: thresholds.sanity_stages]
-            group = Stage("+".join(s.name for s in top), tuple(n for s in top for n in s.parameters))
+            group = top_stages(explainer.model, thresholds.sanity_stages)
             sane = known.get("sanity")
             if sane is None or tuple(sane.stages) != (group.name,):
                 sane = model_randomisation(explainer, x, explanation.target, stages=[group], seed=seed,

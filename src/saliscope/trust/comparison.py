@@ -38,6 +38,7 @@ from ..core.cost import Cost, CostMeter
 from ..core.errors import InputError
 from ..core.explanation import Explanation
 from ..core.targets import BoundTarget, TargetLike
+from ..core.validation import whole
 from ..core.views import Evidence
 from ..methods.base import Attribution, Explainer
 from ..viz.display import DisplayHint, display_hint
@@ -249,8 +250,7 @@ def compare_methods(
                          "pass x[:1] (one preprocessed image)")
     if not explainers:
         raise InputError("no methods to compare", "pass at least one explainer")
-    if timing_runs < 1:
-        raise InputError(f"timing_runs must be >= 1, got {timing_runs}", "use e.g. timing_runs=3")
+    timing_runs = whole("timing_runs", timing_runs, "use e.g. timing_runs=3")
     results = []
     for name, explainer in explainers.items():
         if on_method is not None:
@@ -270,7 +270,7 @@ def _measure_one(name: str, explainer: Explainer, model: nn.Module, x: Tensor, t
     from ..metrics.faithfulness import insertion
     from ..metrics.resolution import effective_resolution
     from ..metrics.robustness import consistency
-    from ..metrics.sanity import Stage, model_randomisation, randomisation_stages
+    from ..metrics.sanity import model_randomisation, top_stages
 
     explanation = explainer.explain(x, target)
     seconds, timed = explanation.cost.seconds, 1
@@ -283,15 +283,14 @@ def _measure_one(name: str, explainer: Explainer, model: nn.Module, x: Tensor, t
     # measure() ranks pixels by the explanation it is given, so it scores the shown map for deletion and
     # its chance baseline; stability and sanity it would take on |channel sum|, so they are measured here.
     found = measure(mine, model, x, checks=("map", "deletion"), thresholds=thresholds, seed=seed)
-    whole = measure(explanation, model, x, checks=("completeness",), thresholds=thresholds, seed=seed)
-    found.completeness_gap = whole.completeness_gap
-    found.notes.update(whole.notes)
+    path = measure(explanation, model, x, checks=("completeness",), thresholds=thresholds, seed=seed)
+    found.completeness_gap = path.completeness_gap
+    found.notes.update(path.notes)
     # Both re-run the method only on altered inputs / models: the clean map is the one just made.
     steady = consistency(viewer, x, bound, transforms=STABILITY_TRANSFORMS, evidence="signed", seed=seed,
                          clean=mine)
     found.shift_rank_correlation = [float(v) for v in steady.spearman[STABILITY_TRANSFORMS.index("shift1")]]
-    top = randomisation_stages(explainer.model)[: thresholds.sanity_stages]
-    group = Stage("+".join(s.name for s in top), tuple(p for s in top for p in s.parameters))
+    group = top_stages(explainer.model, thresholds.sanity_stages)
     sanity = model_randomisation(viewer, x, bound, stages=[group], seed=seed, clean=mine)
     # The viewer's maps are the one-channel shown map, so "signed" here is that map as shown; "abs" would
     # fold a signed view's "against" pixels onto its "for" pixels.

@@ -27,10 +27,6 @@ def _metrics() -> dict[str, MetricCall]:
     t = Thresholds()
     steps = t.deletion_steps
 
-    def top_stages(model: nn.Module) -> list[M.Stage]:
-        top = M.randomisation_stages(model)[: t.sanity_stages]
-        return [M.Stage("+".join(s.name for s in top), tuple(n for s in top for n in s.parameters))]
-
     return {
         "deletion": lambda m, x, ex, e, s: M.deletion(m, x, e, e.target, steps=steps, seed=s),
         "insertion": lambda m, x, ex, e, s: M.insertion(m, x, e, e.target, steps=steps, seed=s),
@@ -45,7 +41,8 @@ def _metrics() -> dict[str, MetricCall]:
         "sparseness": lambda m, x, ex, e, s: M.sparseness(e),
         "entropy": lambda m, x, ex, e, s: M.entropy(e),
         "resolution": lambda m, x, ex, e, s: M.effective_resolution(e),
-        "sanity": lambda m, x, ex, e, s: M.model_randomisation(ex, x, e.target, stages=top_stages(ex.model), seed=s),
+        "sanity": lambda m, x, ex, e, s: M.model_randomisation(
+            ex, x, e.target, stages=[M.top_stages(ex.model, t.sanity_stages)], seed=s),
         "random-logit": lambda m, x, ex, e, s: M.random_logit(ex, x, e.target, seed=s),
         "completeness": lambda m, x, ex, e, s: None if e.completeness_gap is None else M.completeness_gap(e),
     }

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..core.errors import InputError
+from ..core.validation import real, whole
 
 Grade = Literal["good", "moderate", "poor", "n/a"]
 
@@ -49,20 +50,15 @@ class Thresholds:
     max_completeness_gap: float = 0.05
 
     def __post_init__(self) -> None:
+        def example(name: str) -> str:
+            return f"e.g. Thresholds({name}={getattr(Thresholds, name)})"
+
         for name in ("deletion_steps", "deletion_random_maps", "sanity_stages"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"Thresholds.{name} must be a whole number >= 1, got {value!r}",
-                                 f"e.g. Thresholds({name}={getattr(Thresholds, name)})")
+            whole(f"Thresholds.{name}", getattr(self, name), example(name))
         for name, low, high in (("flat_tolerance", 0.0, 1.0), ("deletion_margin", -1.0, 1.0),
                                 ("min_shift_rank_correlation", -1.0, 1.0),
                                 ("max_randomised_rank_correlation", -1.0, 1.0), ("max_completeness_gap", 0.0, None)):
-            value = getattr(self, name)
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
-            if not ok or (high is not None and value > high):
-                span = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
-                raise InputError(f"Thresholds.{name} must be a number {span}, got {value!r}",
-                                 f"e.g. Thresholds({name}={getattr(Thresholds, name)})")
+            real(f"Thresholds.{name}", getattr(self, name), example(name), at_least=low, at_most=high)
 
 
 @dataclass(frozen=True)
