@@ -74,7 +74,7 @@ def load_model(device: torch.device) -> tuple[nn.Module, str]:
 
         model = ss.load_model()
         how = "saliscope.load_model()"
-    except Exception as exc:  # noqa: BLE001 - any failure means: fall back, and say so
+    except Exception as exc:
         import timm
 
         model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
@@ -93,7 +93,7 @@ def load_input(model: nn.Module, device: torch.device) -> Tensor:
             from saliscope.models.default import DEFAULT_PREPROCESS
 
             preprocess = DEFAULT_PREPROCESS
-        except Exception:  # noqa: BLE001
+        except Exception:
             preprocess = None
     if preprocess is not None:
         try:
@@ -101,7 +101,7 @@ def load_input(model: nn.Module, device: torch.device) -> Tensor:
 
             x = preprocess(Image.fromarray(image))
             return x.reshape(1, 3, 224, 224).to(device)
-        except Exception:  # noqa: BLE001 - fall through to the manual path
+        except Exception:
             pass
     from PIL import Image
 
@@ -110,7 +110,7 @@ def load_input(model: nn.Module, device: torch.device) -> Tensor:
     s = 256 / min(w, h)
     img = img.resize((int(w * s), int(h * s)), Image.Resampling.BICUBIC)
     w, h = img.size
-    left, top = int(round((w - 224) / 2)), int(round((h - 224) / 2))
+    left, top = round((w - 224) / 2), round((h - 224) / 2)
     arr = np.asarray(img.crop((left, top, left + 224, top + 224)), dtype=np.float32) / 255.0
     t = torch.from_numpy(arr).permute(2, 0, 1)
     t = (t - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
@@ -140,8 +140,13 @@ def minor_faults() -> int:
 
 
 def _summary(times: list[float], cpu: list[float], faults: list[int]) -> dict[str, Any]:
-    return {"median": statistics.median(times), "min": min(times), "times": times,
-            "cpu_median": statistics.median(cpu), "minflt_median": statistics.median(faults)}
+    return {
+        "median": statistics.median(times),
+        "min": min(times),
+        "times": times,
+        "cpu_median": statistics.median(cpu),
+        "minflt_median": statistics.median(faults),
+    }
 
 
 def measure(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 1) -> dict[str, Any]:
@@ -172,7 +177,7 @@ def interleaved(
     cpu: dict[str, list[float]] = {n: [] for n in names}
     faults: dict[str, list[int]] = {n: [] for n in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             sync(device)
             f0, c0, t0 = minor_faults(), cpu_seconds(), time.perf_counter()

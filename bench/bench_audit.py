@@ -39,7 +39,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import cpu_seconds, environment, load_model, loadavg, pick_device, sync, write_results  # noqa: E402
+from _common import cpu_seconds, environment, load_model, loadavg, pick_device, sync, write_results
 
 
 def make_photos(root: Path, n: int, seed: int = 0) -> Path:
@@ -59,8 +59,9 @@ def make_photos(root: Path, n: int, seed: int = 0) -> Path:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         side = int(rng.integers(450, 641))
         scale = side / max(image.size)
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                             Image.Resampling.BICUBIC)
+        image = image.resize(
+            (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BICUBIC
+        )
         folder = root / ("a" if i % 2 == 0 else "b")
         folder.mkdir(parents=True, exist_ok=True)
         image.save(folder / f"{i:04d}.jpg", quality=90)
@@ -91,8 +92,9 @@ def memory(sizes: list[int]) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent / "src")}
     print("| images | peak RSS before the audit (MiB) | peak RSS after (MiB) |\n|---|---|---|")
     for n in sizes:
-        out = subprocess.run([sys.executable, "-c", _MEMORY_RUN, str(n)], capture_output=True, text=True, env=env,
-                             check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _MEMORY_RUN, str(n)], capture_output=True, text=True, env=env, check=True
+        )
         before, after = (int(v) / 1024 for v in out.stdout.split()[-2:])
         print(f"| {n} | {before:.0f} | {after:.0f} |", flush=True)
 
@@ -117,8 +119,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     device = pick_device(args.device)
     model, how = load_model(device)
     env = environment(device)
-    env.update(model=how, method=args.method, images=args.images, batch_size=args.batch_size,
-               repeats=args.repeats, load_before=loadavg())
+    env.update(
+        model=how,
+        method=args.method,
+        images=args.images,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        load_before=loadavg(),
+    )
     print("# saliscope audit benchmark")
     for k, v in env.items():
         print(f"- {k}: {v}")
@@ -153,8 +161,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             total = time.perf_counter() - t0
             stream = float(outcome.summary["run"]["stream_seconds"])
             method = float(outcome.summary["run"]["method_seconds"])
-            return {"seconds": total, "stream": stream, "rest": total - stream, "cpu": cpu_seconds() - c0,
-                    "method": method}
+            return {
+                "seconds": total,
+                "stream": stream,
+                "rest": total - stream,
+                "cpu": cpu_seconds() - c0,
+                "method": method,
+            }
 
         times: dict[str, list[dict[str, float]]] = {"bare": [], "audit": []}
         for r in range(args.repeats + 1):
@@ -164,9 +177,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 if r > 0:  # round 0 warms both up
                     times[name].append(result)
             if r > 0:
-                print(f"  round {r}/{args.repeats}: bare {times['bare'][-1]['seconds']:.2f}s, audit stream "
-                      f"{times['audit'][-1]['stream']:.2f}s (+{times['audit'][-1]['rest']:.2f}s verdicts and report)"
-                      f" (load {loadavg()})", flush=True)
+                print(
+                    f"  round {r}/{args.repeats}: bare {times['bare'][-1]['seconds']:.2f}s, audit stream "
+                    f"{times['audit'][-1]['stream']:.2f}s (+{times['audit'][-1]['rest']:.2f}s verdicts and report)"
+                    f" (load {loadavg()})",
+                    flush=True,
+                )
 
     n = args.images
     bare_s = statistics.median(t["seconds"] for t in times["bare"])
@@ -185,19 +201,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("audit stream (read, explain, measure, record, checkpoint)", stream_s, stream_s / n),
         ("audit verdicts + report (per class, not per image)", rest_s, None),
     ]
-    md = [f"# audit cost: {args.method}, {n} images, batch {args.batch_size}, {env['device_name']}", "",
-          "| variant | seconds (median) | ms per image |", "|---|---|---|"]
+    md = [
+        f"# audit cost: {args.method}, {n} images, batch {args.batch_size}, {env['device_name']}",
+        "",
+        "| variant | seconds (median) | ms per image |",
+        "|---|---|---|",
+    ]
     md += [f"| {name} | {s:.2f} | {'–' if per is None else f'{per * 1000:.1f}'} |" for name, s, per in rows]
-    md += ["", f"**audit ÷ bare per image: {ratio:.2f}×** wall time (target ≤ 1.3×); within the audit, stream ÷ its"
-           f" own explain calls: {inside:.2f}×; process CPU time, whole audit"
-           f" (report included) ÷ bare: {audit_cpu / bare_cpu:.2f}× ({audit_cpu:.1f} s vs {bare_cpu:.1f} s);"
-           f" load after: {loadavg()}", ""]
+    md += [
+        "",
+        f"**audit ÷ bare per image: {ratio:.2f}×** wall time (target ≤ 1.3×); within the audit, stream ÷ its"
+        f" own explain calls: {inside:.2f}×; process CPU time, whole audit"
+        f" (report included) ÷ bare: {audit_cpu / bare_cpu:.2f}× ({audit_cpu:.1f} s vs {bare_cpu:.1f} s);"
+        f" load after: {loadavg()}",
+        "",
+    ]
     text = "\n".join(md)
     print()
     print(text)
-    payload = {"env": env, "times": times, "bare_seconds": bare_s, "stream_seconds": stream_s,
-               "rest_seconds": rest_s, "ratio": ratio, "stream_over_method": inside, "bare_cpu": bare_cpu, "audit_cpu": audit_cpu,
-               "cpu_ratio": audit_cpu / bare_cpu}
+    payload = {
+        "env": env,
+        "times": times,
+        "bare_seconds": bare_s,
+        "stream_seconds": stream_s,
+        "rest_seconds": rest_s,
+        "ratio": ratio,
+        "stream_over_method": inside,
+        "bare_cpu": bare_cpu,
+        "audit_cpu": audit_cpu,
+        "cpu_ratio": audit_cpu / bare_cpu,
+    }
     md_path, _ = write_results(f"audit-{device.type}", text, payload)
     print(f"written {md_path}")
     return payload

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, environment, interleaved, load_input, load_model, pick_device  # noqa: E402
+from _common import RESULTS, environment, interleaved, load_input, load_model, pick_device
 
-import saliscope as ss  # noqa: E402
+import saliscope as ss
 
 
 def _models(names: list[str], device: torch.device) -> dict[str, tuple[torch.nn.Module, str]]:
@@ -67,7 +67,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--score-repeats", type=int, default=2, help="rounds for Score-CAM (slow: one pass per channel)")
+    parser.add_argument(
+        "--score-repeats", type=int, default=2, help="rounds for Score-CAM (slow: one pass per channel)"
+    )
     parser.add_argument("--models", default="default,resnet50")
     parser.add_argument("--skip-score", action="store_true")
     args = parser.parse_args(argv)
@@ -84,8 +86,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         with torch.no_grad():
             c = int(model(x).argmax())
         module = model.get_submodule(layer)
-        ours = {m: cls(model, layer=layer) for m, cls in (("gradcam", ss.GradCAM), ("scorecam", ss.ScoreCAM),
-                                                             ("ablationcam", ss.AblationCAM))}
+        ours = {
+            m: cls(model, layer=layer)
+            for m, cls in (("gradcam", ss.GradCAM), ("scorecam", ss.ScoreCAM), ("ablationcam", ss.AblationCAM))
+        }
         targets = [ClassifierOutputTarget(c)]
         fns = {
             "saliscope Grad-CAM": lambda: ours["gradcam"].explain(x, target=c),
@@ -96,8 +100,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         timed = interleaved(fns, device, args.repeats, progress=lambda s: print(s, flush=True))
         # pytorch-grad-cam's Ablation-CAM re-runs the whole network per channel: minutes on a CPU, so it gets
         # the (few) slow rounds, with our fast variants timed again beside it for a same-run ratio.
-        slow = {"pytorch-grad-cam Ablation-CAM": lambda: PgcAblation(model, [module])(x, targets=targets),
-                "saliscope Ablation-CAM (same rounds)": fns["saliscope Ablation-CAM"]}
+        slow = {
+            "pytorch-grad-cam Ablation-CAM": lambda: PgcAblation(model, [module])(x, targets=targets),
+            "saliscope Ablation-CAM (same rounds)": fns["saliscope Ablation-CAM"],
+        }
         timed.update(interleaved(slow, device, args.score_repeats, warmup=0, progress=lambda s: print(s, flush=True)))
         e = ours["gradcam"].explain(x, target=c)
         k = _channels(model, layer, x)
@@ -117,6 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 def run() -> Any:
                     last[name] = fn()
                     return last[name]
+
                 return run
 
             score_fns = {
@@ -124,12 +131,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "pytorch-grad-cam Score-CAM": keep("theirs", lambda: PgcScore(model, [module])(x, targets=targets)),
                 f"bare no-grad forward x{k}": bare_batched,
             }
-            timed.update(interleaved(score_fns, device, args.score_repeats, warmup=0,
-                                     progress=lambda s: print(s, flush=True)))
+            timed.update(
+                interleaved(score_fns, device, args.score_repeats, warmup=0, progress=lambda s: print(s, flush=True))
+            )
             agree["scorecam"] = _corr(last["ours"].extras["layer_map"][0], last["theirs"][0], x)
-        results["models"][name] = {"layer": layer, "channels": k, "class": c,
-                                   "timings": {n: {"median": t["median"], "min": t["min"]} for n, t in timed.items()},
-                                   "agreement": agree}
+        results["models"][name] = {
+            "layer": layer,
+            "channels": k,
+            "class": c,
+            "timings": {n: {"median": t["median"], "min": t["min"]} for n, t in timed.items()},
+            "agreement": agree,
+        }
         print(json.dumps(results["models"][name], indent=1), flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"cam-{device.type}.json").write_text(json.dumps(results, indent=1))
@@ -153,8 +165,9 @@ def _corr(ours_layer: torch.Tensor, theirs: Any, x: torch.Tensor) -> float:
     """Pearson correlation of our map (upsampled, min-max scaled like theirs) with pytorch-grad-cam's."""
     import numpy as np
 
-    up = torch.nn.functional.interpolate(ours_layer[None, None].float().cpu(), size=x.shape[-2:], mode="bilinear",
-                                         align_corners=False)[0, 0].numpy()
+    up = torch.nn.functional.interpolate(
+        ours_layer[None, None].float().cpu(), size=x.shape[-2:], mode="bilinear", align_corners=False
+    )[0, 0].numpy()
     return float(np.corrcoef(up.ravel(), np.asarray(theirs).ravel())[0, 1])
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
     environment,
     fmt,
     frozen,
@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with torch.no_grad():
         c = int(model(x).argmax(1))
     env = environment(device)
-    env.update(model=how, target=c, repeats=repeats, warmup=args.warmup, malloc_tuned=tuned,
-               load_before=loadavg())
+    env.update(model=how, target=c, repeats=repeats, warmup=args.warmup, malloc_tuned=tuned, load_before=loadavg())
     print("# chunk-size study")
     for k, v in env.items():
         print(f"- {k}: {v}")
@@ -77,16 +76,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         def run() -> None:
             with frozen(model):
                 for start in range(0, ROWS, b):
-                    input_grad(model, rows[start:start + b], c)
+                    input_grad(model, rows[start : start + b], c)
+
         return run
 
     print(f"part A: {ROWS} rows of fwd+bwd in chunks of {sizes} (load {loadavg()})", flush=True)
-    A = interleaved({str(b): chunked(b) for b in sizes}, device, repeats, args.warmup,
-                    progress=lambda s: print(s, flush=True))
+    A = interleaved(
+        {str(b): chunked(b) for b in sizes}, device, repeats, args.warmup, progress=lambda s: print(s, flush=True)
+    )
     for b in sizes:
         r = A[str(b)]
-        print(f"  chunk {b:3d}: {r['median']:.3f} s for {ROWS} rows = {r['median'] / ROWS * 1e3:7.2f} ms/sample "
-              f"(cpu {r['cpu_median']:.2f} s, minor faults {r['minflt_median']:.0f})", flush=True)
+        print(
+            f"  chunk {b:3d}: {r['median']:.3f} s for {ROWS} rows = {r['median'] / ROWS * 1e3:7.2f} ms/sample "
+            f"(cpu {r['cpu_median']:.2f} s, minor faults {r['minflt_median']:.0f})",
+            flush=True,
+        )
 
     # What the Chunker measures and would pick by default
     probe = ss.IntegratedGradients(model, n_steps=ROWS)
@@ -100,8 +104,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     B: dict[str, Any] = {}
     budget_rows: dict[str, int] = {}
     if not args.skip_budgets:
-        mibs: list[int | None] = list(args.budgets_mib or (GPU_BUDGETS_MIB if device.type == "cuda"
-                                                           else CPU_BUDGETS_MIB))
+        mibs: list[int | None] = list(
+            args.budgets_mib or (GPU_BUDGETS_MIB if device.type == "cuda" else CPU_BUDGETS_MIB)
+        )
         mibs.append(None)  # the default
         fns: dict[str, Any] = {}
         for mib in mibs:
@@ -114,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             budget_rows[name] = int(ig.chunker.rows_per_chunk(key, device) or 0)
             fns[f"IG {name}"] = (lambda e: lambda: e.explain(x, target=c))(ig)
             fns[f"SG {name}"] = (lambda e: lambda: e.explain(x, target=c))(sg)
-        print(f"part B: budgets {[n for n in budget_rows]} -> rows/chunk {list(budget_rows.values())}", flush=True)
+        print(f"part B: budgets {list(budget_rows)} -> rows/chunk {list(budget_rows.values())}", flush=True)
         B = interleaved(fns, device, repeats, args.warmup, progress=lambda s: print(s, flush=True))
 
     env["load_after"] = loadavg()
@@ -122,15 +127,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print()
     print(md)
     stem = f"chunks-{device.type}" + ("-malloc" if tuned else "")
-    payload = {"environment": env, "part_a": A, "bytes_per_row": bytes_per_row, "default_rows": default_rows,
-               "budget_rows": budget_rows, "part_b": B}
+    payload = {
+        "environment": env,
+        "part_a": A,
+        "bytes_per_row": bytes_per_row,
+        "default_rows": default_rows,
+        "budget_rows": budget_rows,
+        "part_b": B,
+    }
     md_path, js_path = write_results(stem, md, payload)
     print(f"written: {md_path}  {js_path}")
     return payload
 
 
-def render(env: dict[str, Any], sizes: tuple[int, ...], A: dict[str, Any], bytes_per_row: int,
-           default_rows: int | None, budget_rows: dict[str, int], B: dict[str, Any]) -> str:
+def render(
+    env: dict[str, Any],
+    sizes: tuple[int, ...],
+    A: dict[str, Any],
+    bytes_per_row: int,
+    default_rows: int | None,
+    budget_rows: dict[str, int],
+    B: dict[str, Any],
+) -> str:
     best = min(sizes, key=lambda b: A[str(b)]["median"])
     lines = [
         f"## Forward+backward throughput by chunk size — {env['device_name']} ({env['device']})",
@@ -148,15 +166,21 @@ def render(env: dict[str, Any], sizes: tuple[int, ...], A: dict[str, Any], bytes
     for b in sizes:
         r = A[str(b)]
         mark = " ←default" if b == default_rows else ""
-        lines.append(f"| {b}{mark} | {fmt(r['median'])} | {r['median'] / ROWS * 1e3:.2f} | "
-                     f"{r['median'] / A[str(best)]['median']:.2f}× | {r['cpu_median']:.2f} | "
-                     f"{r['minflt_median']:.0f} |")
+        lines.append(
+            f"| {b}{mark} | {fmt(r['median'])} | {r['median'] / ROWS * 1e3:.2f} | "
+            f"{r['median'] / A[str(best)]['median']:.2f}× | {r['cpu_median']:.2f} | "
+            f"{r['minflt_median']:.0f} |"
+        )
     if B:
-        lines += ["", "saliscope IG-50 / SmoothGrad-50 by memory budget (rows per chunk as the Chunker picks):", "",
-                  "| budget | rows/chunk | IG-50 s | SmoothGrad-50 s |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "saliscope IG-50 / SmoothGrad-50 by memory budget (rows per chunk as the Chunker picks):",
+            "",
+            "| budget | rows/chunk | IG-50 s | SmoothGrad-50 s |",
+            "|---|---|---|---|",
+        ]
         for name, nrows in budget_rows.items():
-            lines.append(f"| {name} | {nrows} | {fmt(B[f'IG {name}']['median'])} | "
-                         f"{fmt(B[f'SG {name}']['median'])} |")
+            lines.append(f"| {name} | {nrows} | {fmt(B[f'IG {name}']['median'])} | {fmt(B[f'SG {name}']['median'])} |")
     lines.append("")
     return "\n".join(lines)
 

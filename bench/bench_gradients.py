@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
     environment,
     fmt,
     frozen,
@@ -52,9 +52,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     repeats = args.repeats or (2 if args.quick else 5)
     sweep = tuple(args.sweep) if args.sweep is not None else (QUICK_SWEEP if args.quick else SWEEP)
 
-    import saliscope as ss
     from captum.attr import IntegratedGradients as CaptumIG
     from captum.attr import NoiseTunnel, Saliency
+
+    import saliscope as ss
 
     warnings.filterwarnings("ignore", category=UserWarning, module="captum")
     device = pick_device(args.device)
@@ -65,8 +66,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         c = int(model(x).argmax(1))
     params_require_grad = all(p.requires_grad for p in model.parameters())
     env = environment(device)
-    env.update(model=model_how, params_require_grad_as_loaded=params_require_grad, target=c,
-               repeats=repeats, warmup=args.warmup, input_shape=list(x.shape))
+    env.update(
+        model=model_how,
+        params_require_grad_as_loaded=params_require_grad,
+        target=c,
+        repeats=repeats,
+        warmup=args.warmup,
+        input_shape=list(x.shape),
+    )
     env["load_before"] = loadavg()
     print("# saliscope gradient benchmark")
     for k, v in env.items():
@@ -84,15 +91,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         def call() -> Any:
             with frozen(model):
                 return fn()
+
         return call
 
     # 1. bare reference
-    add("bare_as_loaded", f"bare fwd+bwd, params requires_grad={params_require_grad} (as loaded)",
-        lambda: input_grad(model, x, c))
+    add(
+        "bare_as_loaded",
+        f"bare fwd+bwd, params requires_grad={params_require_grad} (as loaded)",
+        lambda: input_grad(model, x, c),
+    )
     add("bare_frozen", "bare fwd+bwd, params frozen", frozen_call(lambda: input_grad(model, x, c)))
     x_cl = x.contiguous(memory_format=torch.channels_last)
-    add("bare_frozen_cl", "bare fwd+bwd, params frozen, channels_last input",
-        frozen_call(lambda: input_grad(model, x_cl, c)))
+    add(
+        "bare_frozen_cl",
+        "bare fwd+bwd, params frozen, channels_last input",
+        frozen_call(lambda: input_grad(model, x_cl, c)),
+    )
     add("forward_only", "forward only (no_grad)", torch.no_grad()(lambda: model(x)))
     # 2./3. single gradient
     grad_expl = ss.Gradient(model)
@@ -100,20 +114,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     add("ours_gradient", "saliscope Gradient", lambda: grad_expl.explain(x, target=c))
     add("captum_saliency", "captum Saliency(abs=False)", lambda: saliency.attribute(x, target=c, abs=False))
     if not args.no_cold:
-        add("ours_gradient_cold", "saliscope Gradient, fresh explainer",
-            lambda: ss.Gradient(model).explain(x, target=c))
+        add(
+            "ours_gradient_cold", "saliscope Gradient, fresh explainer", lambda: ss.Gradient(model).explain(x, target=c)
+        )
     # 4. SmoothGrad-50
     stdev = float(SIGMA * (x.max() - x.min()))  # the same noise level as saliscope's sigma=0.15
     sg = ss.SmoothGrad(ss.Gradient(model), n_samples=N, seed=0)
     add("ours_smoothgrad", "saliscope SmoothGrad(Gradient)", lambda: sg.explain(x, target=c))
     if not args.no_cold:
-        add("ours_smoothgrad_cold", "saliscope SmoothGrad, fresh explainer",
-            lambda: ss.SmoothGrad(ss.Gradient(model), n_samples=N, seed=0).explain(x, target=c))
+        add(
+            "ours_smoothgrad_cold",
+            "saliscope SmoothGrad, fresh explainer",
+            lambda: ss.SmoothGrad(ss.Gradient(model), n_samples=N, seed=0).explain(x, target=c),
+        )
     nt = NoiseTunnel(Saliency(model))
 
     def captum_sg(bs: int | None) -> Any:
-        return lambda: nt.attribute(x, nt_type="smoothgrad", nt_samples=N, nt_samples_batch_size=bs,
-                                    target=c, stdevs=stdev, abs=False)
+        return lambda: nt.attribute(
+            x, nt_type="smoothgrad", nt_samples=N, nt_samples_batch_size=bs, target=c, stdevs=stdev, abs=False
+        )
 
     add("captum_smoothgrad_default", "captum NoiseTunnel(Saliency), nt_samples_batch_size=None", captum_sg(None))
     for bs in sweep:
@@ -124,8 +143,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     add("ours_ig", "saliscope IntegratedGradients (gauss-legendre)", lambda: ig.explain(x, target=c))
     add("ours_ig_trapezoid", "saliscope IntegratedGradients (riemann-trapezoid)", lambda: ig_t.explain(x, target=c))
     if not args.no_cold:
-        add("ours_ig_cold", "saliscope IG, fresh explainer",
-            lambda: ss.IntegratedGradients(model, n_steps=N).explain(x, target=c))
+        add(
+            "ours_ig_cold",
+            "saliscope IG, fresh explainer",
+            lambda: ss.IntegratedGradients(model, n_steps=N).explain(x, target=c),
+        )
     cig = CaptumIG(model)
 
     def captum_ig(bs: int | None) -> Any:
@@ -135,8 +157,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for bs in sweep:
         add(f"captum_ig_{bs}", f"captum IntegratedGradients, internal_batch_size={bs}", captum_ig(bs))
 
-    print(f"timing {len(fns)} variants, {args.warmup} warm-up + {repeats} timed rounds (load {loadavg()})",
-          flush=True)
+    print(f"timing {len(fns)} variants, {args.warmup} warm-up + {repeats} timed rounds (load {loadavg()})", flush=True)
     R: dict[str, Any] = interleaved(fns, device, repeats, args.warmup, progress=lambda s: print(s, flush=True))
     for key, r in R.items():
         r["label"] = labels[key]
@@ -201,31 +222,58 @@ def render(env: dict[str, Any], R: dict[str, Any], checks: dict[str, float], swe
         f"/ bare frozen channels_last = **{ours_g / R['bare_frozen_cl']['median']:.3f}×** (target ≤ 1.10×).",
         "",
     ]
-    header = ["method", "saliscope s", "captum default s", "captum best s (chunk)", "ratio default/ours",
-              "ratio best/ours"]
+    header = [
+        "method",
+        "saliscope s",
+        "captum default s",
+        "captum best s (chunk)",
+        "ratio default/ours",
+        "ratio best/ours",
+    ]
     if cold:
         header.append("saliscope 1st call s")
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
-    def row(name: str, ours: dict[str, Any], cdef: dict[str, Any], best: tuple[float, str] | None,
-            cold_r: dict[str, Any] | None) -> None:
+    def row(
+        name: str,
+        ours: dict[str, Any],
+        cdef: dict[str, Any],
+        best: tuple[float, str] | None,
+        cold_r: dict[str, Any] | None,
+    ) -> None:
         o = ours["median"]
-        cells = [name, fmt(o), fmt(cdef["median"]),
-                 f"{fmt(best[0])} ({best[1]})" if best else "–",
-                 f"{cdef['median'] / o:.2f}×", f"{best[0] / o:.2f}×" if best else "–"]
+        cells = [
+            name,
+            fmt(o),
+            fmt(cdef["median"]),
+            f"{fmt(best[0])} ({best[1]})" if best else "–",
+            f"{cdef['median'] / o:.2f}×",
+            f"{best[0] / o:.2f}×" if best else "–",
+        ]
         if cold:
             cells.append(fmt(cold_r["median"]) if cold_r else "–")
         lines.append("| " + " | ".join(cells) + " |")
 
     row("Gradient (captum: Saliency)", R["ours_gradient"], R["captum_saliency"], None, R.get("ours_gradient_cold"))
     sg_best = _best(R["captum_smoothgrad_default"], R["captum_smoothgrad_sweep"])
-    row(f"SmoothGrad-{N} (captum: NoiseTunnel(Saliency))", R["ours_smoothgrad"], R["captum_smoothgrad_default"],
-        sg_best, R.get("ours_smoothgrad_cold"))
+    row(
+        f"SmoothGrad-{N} (captum: NoiseTunnel(Saliency))",
+        R["ours_smoothgrad"],
+        R["captum_smoothgrad_default"],
+        sg_best,
+        R.get("ours_smoothgrad_cold"),
+    )
     ig_best = _best(R["captum_ig_default"], R["captum_ig_sweep"])
-    row(f"IG-{N} gauss-legendre (captum: IG gausslegendre)", R["ours_ig"], R["captum_ig_default"], ig_best,
-        R.get("ours_ig_cold"))
-    row(f"IG-{N} riemann-trapezoid (same captum columns)", R["ours_ig_trapezoid"], R["captum_ig_default"], ig_best,
-        None)
+    row(
+        f"IG-{N} gauss-legendre (captum: IG gausslegendre)",
+        R["ours_ig"],
+        R["captum_ig_default"],
+        ig_best,
+        R.get("ours_ig_cold"),
+    )
+    row(
+        f"IG-{N} riemann-trapezoid (same captum columns)", R["ours_ig_trapezoid"], R["captum_ig_default"], ig_best, None
+    )
     lines += [
         "",
         f"saliscope chunking (automatic): SmoothGrad {R['ours_smoothgrad']['samples_per_chunk']} samples/chunk, "

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import environment, fmt, interleaved, load_input, load_model, loadavg, pick_device, write_results  # noqa: E402
+from _common import environment, fmt, interleaved, load_input, load_model, loadavg, pick_device, write_results
 
 WINDOW, STRIDE = 16, 8
 N_LIME, SEGMENTS, KERNEL_WIDTH, ALPHA = 500, 50, 0.25, 1.0
@@ -48,14 +48,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
-    ap.add_argument("--skip-captum-default", action="store_true",
-                    help="leave out Captum at perturbations_per_eval=1 (the slowest variants)")
+    ap.add_argument(
+        "--skip-captum-default",
+        action="store_true",
+        help="leave out Captum at perturbations_per_eval=1 (the slowest variants)",
+    )
     args = ap.parse_args(argv)
 
-    import saliscope as ss
     from captum._utils.models.linear_model import SkLearnRidge
     from captum.attr import Lime
     from captum.attr import Occlusion as CaptumOcclusion
+
+    import saliscope as ss
     from saliscope.methods.perturbation.superpixels import superpixels
 
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -86,12 +90,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     c_lime = Lime(model, interpretable_model=SkLearnRidge(alpha=ALPHA), similarity_func=similarity)
 
     def captum_occlusion(inp: torch.Tensor, ppe: int) -> Any:
-        return lambda: c_occ.attribute(inp, sliding_window_shapes=(3, WINDOW, WINDOW), strides=(3, STRIDE, STRIDE),
-                                       baselines=0, target=c, perturbations_per_eval=ppe)
+        return lambda: c_occ.attribute(
+            inp,
+            sliding_window_shapes=(3, WINDOW, WINDOW),
+            strides=(3, STRIDE, STRIDE),
+            baselines=0,
+            target=c,
+            perturbations_per_eval=ppe,
+        )
 
     def captum_lime(inp: torch.Tensor, ppe: int) -> Any:
-        return lambda: c_lime.attribute(inp, target=c, feature_mask=feature_mask, n_samples=N_LIME, baselines=0,
-                                        perturbations_per_eval=ppe)
+        return lambda: c_lime.attribute(
+            inp, target=c, feature_mask=feature_mask, n_samples=N_LIME, baselines=0, perturbations_per_eval=ppe
+        )
 
     fns: dict[str, Any] = {
         "ours_occlusion": lambda: occ.explain(x, target=c),
@@ -120,10 +131,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ss.LIME(model, n_samples=8, n_superpixels=SEGMENTS).explain(x, target=c)
     for inp in (x, x_cl):
         for ppe in (1, 16):
-            c_occ.attribute(inp, sliding_window_shapes=(3, 112, 112), strides=(3, 112, 112), baselines=0, target=c,
-                            perturbations_per_eval=ppe)
-            c_lime.attribute(inp, target=c, feature_mask=feature_mask, n_samples=min(ppe, 16) + 1, baselines=0,
-                             perturbations_per_eval=ppe)
+            c_occ.attribute(
+                inp,
+                sliding_window_shapes=(3, 112, 112),
+                strides=(3, 112, 112),
+                baselines=0,
+                target=c,
+                perturbations_per_eval=ppe,
+            )
+            c_lime.attribute(
+                inp,
+                target=c,
+                feature_mask=feature_mask,
+                n_samples=min(ppe, 16) + 1,
+                baselines=0,
+                perturbations_per_eval=ppe,
+            )
 
     print(f"timing {len(fns)} variants, {args.repeats} rounds (load {loadavg()})", flush=True)
     R = interleaved(fns, device, args.repeats, warmup=0, progress=lambda s: print(s, flush=True))
@@ -137,8 +160,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.manual_seed(0)
     cap_occ = captum_occlusion(x, 16)()[:, :1]
     cap_lime = captum_lime(x, 16)()[:, :1]
-    other_seed = ss.LIME(model, n_samples=N_LIME, n_superpixels=SEGMENTS, kernel_width=KERNEL_WIDTH, alpha=ALPHA,
-                         seed=1).explain(x, target=c)
+    other_seed = ss.LIME(
+        model, n_samples=N_LIME, n_superpixels=SEGMENTS, kernel_width=KERNEL_WIDTH, alpha=ALPHA, seed=1
+    ).explain(x, target=c)
     checks = {
         "occlusion_windows": int(e_occ.extras["window_drops"].numel()),
         "occlusion_forward_passes": e_occ.cost.forward_passes,
@@ -176,7 +200,10 @@ def render(env: dict[str, Any], R: dict[str, Any], checks: dict[str, Any]) -> st
         "|---|---|---:|---:|",
     ]
     groups = (
-        ("occlusion", f"Occlusion ({WINDOW}×{WINDOW} window, stride {STRIDE}, {checks['occlusion_forward_passes']} passes)"),
+        (
+            "occlusion",
+            f"Occlusion ({WINDOW}×{WINDOW} window, stride {STRIDE}, {checks['occlusion_forward_passes']} passes)",
+        ),
         ("lime", f"LIME ({checks['lime_superpixels']} SLIC superpixels, {N_LIME} samples)"),
     )
     for name, title in groups:

@@ -14,7 +14,7 @@
    Gradient / SmoothGrad-50 / IG-50, and how far the maps move.
 7. No-grad forward passes (what perturbation methods, Score-CAM and the faithfulness metrics run): the
    model as loaded with a contiguous input, with a channels_last input, and the inference copy
-   (``methods/inference_copy.py``: norms folded, "same" padding made static) with a channels_last input,
+   (``core/inference_copy.py``: norms folded, "same" padding made static) with a channels_last input,
    per row at a few chunk sizes; on the default model and on torchvision ResNet-50 (random weights), with
    how far the outputs move.
 Results: ``bench/results/tricks-<device>.{md,json}``.
@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
     environment,
     fmt,
     frozen,
@@ -132,10 +132,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             return torch.randn((N, *shape), generator=dev_gen, device=device, dtype=x.dtype)
 
         print("3. noise", flush=True)
-        out["noise"] = interleaved({"saliscope Noise (blocks of 16, on the device)": noise_saliscope,
-                                    "one CPU generator per sample, stack, copy": noise_per_sample_cpu,
-                                    "one device randn (the floor)": noise_device},
-                                   device, args.repeats * 2, args.warmup, progress)
+        out["noise"] = interleaved(
+            {
+                "saliscope Noise (blocks of 16, on the device)": noise_saliscope,
+                "one CPU generator per sample, stack, copy": noise_per_sample_cpu,
+                "one device randn (the floor)": noise_device,
+            },
+            device,
+            args.repeats * 2,
+            args.warmup,
+            progress,
+        )
 
     if 4 in sections:
         # 4. overheads ---------------------------------------------------------------------------------
@@ -149,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         def bare_chunked() -> None:
             with frozen(model):
                 for s in range(0, N, k):
-                    input_grad(model, rows[s:s + k], c)
+                    input_grad(model, rows[s : s + k], c)
 
         def bare_chunked_plus2() -> None:
             bare_chunked()
@@ -159,21 +166,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         def maps_accumulate() -> None:  # SmoothGrad's float64 accumulation of 50 maps
             total = torch.zeros((1, *shape), dtype=torch.float64, device=device)
             for s in range(0, N, k):
-                maps = rows[s:s + k].double()
+                maps = rows[s : s + k].double()
                 total.index_add_(0, torch.zeros(maps.shape[0], dtype=torch.long, device=device), maps)
 
         print(f"4. overheads (chunk {k})", flush=True)
         out["overheads_chunk"] = k
-        out["overheads"] = interleaved({
-            "saliscope SmoothGrad-50": lambda: sg.explain(x, target=c),
-            "saliscope SmoothGrad-50, fresh explainer": lambda: ss.SmoothGrad(ss.Gradient(model), n_samples=N,
-                                                                              seed=0).explain(x, target=c),
-            f"bare 50 rows in chunks of {k}": bare_chunked,
-            "saliscope IG-50": lambda: ig.explain(x, target=c),
-            "saliscope IG-50, fresh explainer": lambda: ss.IntegratedGradients(model, n_steps=N).explain(x, target=c),
-            f"bare 50 rows in chunks of {k} + fwd of 2": bare_chunked_plus2,
-            "SmoothGrad float64 accumulation alone": maps_accumulate,
-        }, device, args.repeats, args.warmup, progress)
+        out["overheads"] = interleaved(
+            {
+                "saliscope SmoothGrad-50": lambda: sg.explain(x, target=c),
+                "saliscope SmoothGrad-50, fresh explainer": lambda: ss.SmoothGrad(
+                    ss.Gradient(model), n_samples=N, seed=0
+                ).explain(x, target=c),
+                f"bare 50 rows in chunks of {k}": bare_chunked,
+                "saliscope IG-50": lambda: ig.explain(x, target=c),
+                "saliscope IG-50, fresh explainer": lambda: ss.IntegratedGradients(model, n_steps=N).explain(
+                    x, target=c
+                ),
+                f"bare 50 rows in chunks of {k} + fwd of 2": bare_chunked_plus2,
+                "SmoothGrad float64 accumulation alone": maps_accumulate,
+            },
+            device,
+            args.repeats,
+            args.warmup,
+            progress,
+        )
 
     if 5 in sections:
         # 5. explain() bookkeeping ------------------------------------------------------------------------
@@ -187,17 +203,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 pass
 
         print("5. explain() bookkeeping", flush=True)
-        out["bookkeeping"] = interleaved({
-            "bare fwd+bwd, params frozen": lambda: _frozen_grad(model, x, c),
-            "bare fwd+bwd, params frozen, input converted to channels_last":
-                lambda: _frozen_grad(model, x.contiguous(memory_format=torch.channels_last), c),
-            "saliscope Gradient": lambda: g.explain(x, target=c),
-            "explaining() alone": explaining_only,
-        }, device, max(args.repeats * 6, 20), args.warmup + 2, progress=None)
+        out["bookkeeping"] = interleaved(
+            {
+                "bare fwd+bwd, params frozen": lambda: _frozen_grad(model, x, c),
+                "bare fwd+bwd, params frozen, input converted to channels_last": lambda: _frozen_grad(
+                    model, x.contiguous(memory_format=torch.channels_last), c
+                ),
+                "saliscope Gradient": lambda: g.explain(x, target=c),
+                "explaining() alone": explaining_only,
+            },
+            device,
+            max(args.repeats * 6, 20),
+            args.warmup + 2,
+            progress=None,
+        )
 
     if 6 in sections and device.type == "cpu":
         # 6. channels_last input (what input_gradients does on CPU) vs contiguous -------------------------
-        from saliscope.methods import memory_layout as layout_mod
+        from saliscope.core import memory_layout as layout_mod
 
         def contiguous(fn: Any) -> Any:
             def call() -> Any:
@@ -206,6 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     return fn()
                 finally:
                     layout_mod._CHANNELS_LAST[model] = True
+
             return call
 
         explainers = {
@@ -229,7 +253,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # 7. no-grad forward: layout and the inference copy ------------------------------------------------
         import torchvision
 
-        from saliscope.methods.inference_copy import inference_copy
+        from saliscope.core.inference_copy import inference_copy
 
         nets = {"default": model, "resnet50": torchvision.models.resnet50().eval().to(device)}
         fold_sizes = tuple(args.sizes) if args.sizes else (4, 16)
@@ -244,11 +268,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 fns[f"{net_name} b={b}: contiguous"] = (lambda xb: lambda: _no_grad(net, xb))(xb)
                 fns[f"{net_name} b={b}: channels_last input"] = (lambda xb: lambda: _no_grad(net, xb))(cl(xb))
                 fns[f"{net_name} b={b}: inference copy, channels_last input"] = (
-                    lambda xb: lambda: _no_grad(folded, xb))(cl(xb))
+                    lambda xb: lambda: _no_grad(folded, xb)
+                )(cl(xb))
             with torch.no_grad():
                 ref, got = net(x), folded(cl(x))
-            out["fold_diffs"][net_name] = {"max_abs_diff": float((ref - got).abs().max()),
-                                           "max_abs": float(ref.abs().max())}
+            out["fold_diffs"][net_name] = {
+                "max_abs_diff": float((ref - got).abs().max()),
+                "max_abs": float(ref.abs().max()),
+            }
             print(f"7. no-grad forward, {net_name}", flush=True)
             out["fold"].update(interleaved(fns, device, args.repeats, args.warmup, progress))
             del folded
@@ -275,8 +302,9 @@ def _frozen_grad(model: torch.nn.Module, x: torch.Tensor, c: int) -> torch.Tenso
 def _table(results: dict[str, Any], unit_rows: dict[str, int] | None = None) -> list[str]:
     lines = ["| variant | median s | min s | process CPU s | minor faults |", "|---|---|---|---|---|"]
     for name, r in results.items():
-        lines.append(f"| {name} | {fmt(r['median'])} | {fmt(r['min'])} | {r['cpu_median']:.3f} | "
-                     f"{r['minflt_median']:.0f} |")
+        lines.append(
+            f"| {name} | {fmt(r['median'])} | {fmt(r['min'])} | {r['cpu_median']:.3f} | {r['minflt_median']:.0f} |"
+        )
     return lines
 
 
@@ -290,11 +318,21 @@ def render(env: dict[str, Any], out: dict[str, Any]) -> str:
     ]
     if "frozen" in out:
         sb = out["saved_bytes_per_row"]
-        lines += [f"### 1. Frozen parameters — saved activations per row: frozen {sb['frozen'] / 2**20:.2f} MiB, "
-                  f"requires_grad {sb['requires_grad'] / 2**20:.2f} MiB", "", *_table(out["frozen"]), ""]
+        lines += [
+            f"### 1. Frozen parameters — saved activations per row: frozen {sb['frozen'] / 2**20:.2f} MiB, "
+            f"requires_grad {sb['requires_grad'] / 2**20:.2f} MiB",
+            "",
+            *_table(out["frozen"]),
+            "",
+        ]
     if "channels_last" in out:
-        lines += [f"### 2. channels_last — gradient max |Δ| {out['channels_last_max_abs_diff']:.2e}, "
-                  f"relative L2 {out['channels_last_rel_diff']:.2e}", "", *_table(out["channels_last"]), ""]
+        lines += [
+            f"### 2. channels_last — gradient max |Δ| {out['channels_last_max_abs_diff']:.2e}, "
+            f"relative L2 {out['channels_last_rel_diff']:.2e}",
+            "",
+            *_table(out["channels_last"]),
+            "",
+        ]
     if "noise" in out:
         lines += ["### 3. SmoothGrad noise for 50 samples", "", *_table(out["noise"]), ""]
     if "overheads" in out:
@@ -302,15 +340,22 @@ def render(env: dict[str, Any], out: dict[str, Any]) -> str:
     if "bookkeeping" in out:
         lines += ["### 5. explain() bookkeeping", "", *_table(out["bookkeeping"]), ""]
     if "cl_input" in out:
-        d = "; ".join(f"{k} max |Δ| {v['max_abs_diff']:.1e} (max |attr| {v['max_abs']:.1e})"
-                      for k, v in out["cl_input_diffs"].items())
-        lines += ["### 6. channels_last input (model untouched) vs contiguous — " + d, "",
-                  *_table(out["cl_input"]), ""]
+        d = "; ".join(
+            f"{k} max |Δ| {v['max_abs_diff']:.1e} (max |attr| {v['max_abs']:.1e})"
+            for k, v in out["cl_input_diffs"].items()
+        )
+        lines += ["### 6. channels_last input (model untouched) vs contiguous — " + d, "", *_table(out["cl_input"]), ""]
     if "fold" in out:
-        d = "; ".join(f"{k} output max |Δ| {v['max_abs_diff']:.1e} (max |logit| {v['max_abs']:.1f})"
-                      for k, v in out["fold_diffs"].items())
-        lines += ["### 7. No-grad forward: contiguous, channels_last input, inference copy — " + d, "",
-                  *_table(out["fold"]), ""]
+        d = "; ".join(
+            f"{k} output max |Δ| {v['max_abs_diff']:.1e} (max |logit| {v['max_abs']:.1f})"
+            for k, v in out["fold_diffs"].items()
+        )
+        lines += [
+            "### 7. No-grad forward: contiguous, channels_last input, inference copy — " + d,
+            "",
+            *_table(out["fold"]),
+            "",
+        ]
         for net_name in ("default", "resnet50"):
             for b in out["fold_sizes"]:
                 base = out["fold"].get(f"{net_name} b={b}: contiguous")
@@ -318,7 +363,8 @@ def render(env: dict[str, Any], out: dict[str, Any]) -> str:
                     continue
                 ratios = ", ".join(
                     f"{how} {base['median'] / out['fold'][f'{net_name} b={b}: {how}']['median']:.2f}×"
-                    for how in ("channels_last input", "inference copy, channels_last input"))
+                    for how in ("channels_last input", "inference copy, channels_last input")
+                )
                 lines.append(f"- {net_name}, {b} rows: contiguous / {ratios}")
         lines.append("")
     return "\n".join(lines)

@@ -30,7 +30,10 @@ def main() -> int:
     before = [(n, p.requires_grad) for n, p in gpu_model.named_parameters()]
     options = MethodOptions(seed=0, n_samples=16, n_steps=16)
     failures = 0
-    print(f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else args.device}, torch {torch.__version__}")
+    print(
+        f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else args.device},"
+        f" torch {torch.__version__}"
+    )
     for name in registry.available():
         cpu = registry.create(name, model, options).explain(x, target="predicted")
         gpu = registry.create(name, gpu_model, options).explain(x.to(args.device), target="predicted")
@@ -43,14 +46,19 @@ def main() -> int:
         ok = bool(torch.isfinite(b).all()) and same_class and (cos > 0.5 if noisy else rel < 0.05)
         failures += not ok
         gap = "" if gpu.completeness_gap is None else f" gap {gpu.completeness_gap.abs().max().item():.2e}"
-        print(f"{'ok ' if ok else 'BAD'} {name:22s} rel L2 {rel:.2e}  min cosine {cos:.4f}  "
-              f"{gpu.cost.seconds:.3f}s on {args.device}, peak {gpu.cost.peak_memory_bytes or 0:,} B{gap}")
+        print(
+            f"{'ok ' if ok else 'BAD'} {name:22s} rel L2 {rel:.2e}  min cosine {cos:.4f}  "
+            f"{gpu.cost.seconds:.3f}s on {args.device}, peak {gpu.cost.peak_memory_bytes or 0:,} B{gap}"
+        )
     after = [(n, p.requires_grad) for n, p in gpu_model.named_parameters()]
     if before != after or gpu_model.training:
         print("BAD the model was changed")
         failures += 1
     half = ss.Gradient(ss.load_model().to(args.device).half()).explain(x.to(args.device).half(), target=282)
-    print(f"half-precision model explained in {half.attributions.dtype}, finite: {bool(torch.isfinite(half.attributions).all())}")
+    print(
+        f"half-precision model explained in {half.attributions.dtype},"
+        f" finite: {bool(torch.isfinite(half.attributions).all())}"
+    )
     return 1 if failures else 0
 
 

@@ -65,15 +65,21 @@ def main() -> None:
             row["faith"].append(ref_faith if label == "all" else faithfulness(model, x, e))
             row["ref_faith"].append(ref_faith)
         print(f"{name}: done", flush=True)
-    print(f"\nimages: {', '.join(args.images)}; medians over them (torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads)\n")
-    print("| channels scored | forward passes | seconds | Pearson r with all | top-10% IoU with all | "
-          "insertion − deletion (all: same) |")
+    print(
+        f"\nimages: {', '.join(args.images)}; medians over them (torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads)\n"
+    )
+    print(
+        "| channels scored | forward passes | seconds | Pearson r with all | top-10% IoU with all | "
+        "insertion − deletion (all: same) |"
+    )
     print("|---|---|---|---|---|---|")
     med = statistics.median
     for label, row in rows.items():
-        print(f"| {label} | {med(row['passes']):.0f} | {med(row['seconds']):.2f} | {med(row['r']):.3f} | "
-              f"{med(row['iou']):.2f} | {med(row['faith']):+.3f} ({med(row['ref_faith']):+.3f}) |")
+        print(
+            f"| {label} | {med(row['passes']):.0f} | {med(row['seconds']):.2f} | {med(row['r']):.3f} | "
+            f"{med(row['iou']):.2f} | {med(row['faith']):+.3f} ({med(row['ref_faith']):+.3f}) |"
+        )
 
 
 if __name__ == "__main__":

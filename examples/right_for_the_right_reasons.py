@@ -38,17 +38,23 @@ def main() -> None:
         runs = {
             "plain": {},
             f"RRR ({args.kind}, weight {weight:g})": {
-                "rrr_weight": weight, "irrelevant_mask": data.artefact_mask(), "rrr_kind": args.kind,
+                "rrr_weight": weight,
+                "irrelevant_mask": data.artefact_mask(),
+                "rrr_kind": args.kind,
             },
         }
         for name, extra in runs.items():
             start = time.perf_counter()
             model = train_tiny_cnn(data.train, epochs=args.epochs, seed=args.seed, progress=True, **extra)
             seconds = time.perf_counter() - start
-            rows.append((name, evaluate_accuracy(model, data.test), evaluate_accuracy(model, data.test_swapped), seconds))
+            rows.append(
+                (name, evaluate_accuracy(model, data.test), evaluate_accuracy(model, data.test_swapped), seconds)
+            )
 
-    print(f"shortcut benchmark: {args.artefact} on every '{data.shortcut_class}' training image, "
-          f"{len(data.classes)} classes, {data.image_size}px, seed {args.seed}")
+    print(
+        f"shortcut benchmark: {args.artefact} on every '{data.shortcut_class}' training image, "
+        f"{len(data.classes)} classes, {data.image_size}px, seed {args.seed}"
+    )
     print(f"{'training':<32} {'test':>6} {'swapped':>8} {'train s':>8}")
     for name, clean, swapped, seconds in rows:
         print(f"{name:<32} {clean:>6.3f} {swapped:>8.3f} {seconds:>8.1f}")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from shared_objects import default_model as _default_model
-from tiny_models import C, H, W, Linear, SmallCNN
+from tiny_models import C, H, Linear, SmallCNN, W
 
 
 @pytest.fixture(scope="session")

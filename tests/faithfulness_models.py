@@ -21,14 +21,14 @@ class BlockReader(nn.Module):
         self.scale = nn.Parameter(torch.ones(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        block = x[:, 0, TOP:TOP + BLOCK, LEFT:LEFT + BLOCK].mean(dim=(1, 2))
+        block = x[:, 0, TOP : TOP + BLOCK, LEFT : LEFT + BLOCK].mean(dim=(1, 2))
         return torch.stack([self.scale * block, torch.full_like(block, 0.5)], dim=1)
 
 
 def block_mask(batch: int = 1) -> torch.Tensor:
     """``(batch, 1, SIDE, SIDE)`` float: 1 on the block, 0 elsewhere (the perfect map)."""
     m = torch.zeros(batch, 1, SIDE, SIDE)
-    m[:, :, TOP:TOP + BLOCK, LEFT:LEFT + BLOCK] = 1
+    m[:, :, TOP : TOP + BLOCK, LEFT : LEFT + BLOCK] = 1
     return m
 
 
@@ -46,7 +46,7 @@ class _SharedCount:
     def __init__(self) -> None:
         self.n = 0
 
-    def __deepcopy__(self, memo: dict) -> "_SharedCount":
+    def __deepcopy__(self, memo: dict) -> _SharedCount:
         return self
 
 

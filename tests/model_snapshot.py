@@ -13,8 +13,10 @@ def snapshot(model: nn.Module) -> dict:
         "requires_grad": [(n, p.requires_grad) for n, p in model.named_parameters()],
         "grads": [(n, None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()],
         "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "hooks": [(n, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
-                  for n, m in model.named_modules()],
+        "hooks": [
+            (n, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+            for n, m in model.named_modules()
+        ],
     }
 
 
@@ -25,7 +27,7 @@ def assert_same(before: dict, after: dict) -> None:
     # The same parameters and buffers, none added or dropped (zip below would skip a missing one).
     assert [n for n, _ in before["grads"]] == [n for n, _ in after["grads"]]
     assert before["state"].keys() == after["state"].keys()
-    for (n, g0), (_, g1) in zip(before["grads"], after["grads"]):
+    for (n, g0), (_, g1) in zip(before["grads"], after["grads"], strict=True):
         assert (g0 is None) == (g1 is None), n
         if g0 is not None:
             assert torch.equal(g0, g1), n

@@ -34,4 +34,4 @@ def sample_probs() -> dict[str, torch.Tensor]:
     x = model.preprocess(list(samples().values()))
     with torch.no_grad():
         probs = model(x).softmax(-1)
-    return dict(zip(samples(), probs))
+    return dict(zip(samples(), probs, strict=True))

@@ -6,15 +6,14 @@ import copy
 
 import pytest
 import torch
+from model_snapshot import assert_same, snapshot
+from tiny_models import SmallCNN, TinyViT
 
 import saliscope as ss
 from saliscope import registry
 from saliscope.core.errors import ModelOutputError, NonFiniteError, TargetError
 from saliscope.core.targets import BoundClasses
 from saliscope.registry import MethodOptions
-
-from model_snapshot import assert_same, snapshot
-from tiny_models import SmallCNN, TinyViT
 
 OPTIONS = MethodOptions(seed=3, n_samples=3, n_steps=4, baseline="zero")
 METHODS = registry.available()

@@ -62,8 +62,17 @@ class TinyViT(nn.Module):
         from timm.models.vision_transformer import VisionTransformer
 
         torch.manual_seed(3)  # timm initialises from the global generator; fixed here for reproducible tests
-        self.vit = VisionTransformer(img_size=H, patch_size=4, in_chans=C, num_classes=K, embed_dim=8, depth=2,
-                                     num_heads=2, mlp_ratio=2.0, drop_rate=0.1)
+        self.vit = VisionTransformer(
+            img_size=H,
+            patch_size=4,
+            in_chans=C,
+            num_classes=K,
+            embed_dim=8,
+            depth=2,
+            num_heads=2,
+            mlp_ratio=2.0,
+            drop_rate=0.1,
+        )
         self.patch_embed = self.vit.patch_embed  # the same module, so the patch size is found at the top
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

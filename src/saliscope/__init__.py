@@ -1,20 +1,47 @@
 """saliscope: why did a PyTorch vision model decide that? Explain, show, judge.
 
-    import saliscope as ss
-    model = ss.load_model()
-    x = model.preprocess(ss.load_image("cat.jpg"))
-    e = ss.IntegratedGradients(model, n_steps=32).explain(x, target=281)
+import saliscope as ss
+model = ss.load_model()
+x = model.preprocess(ss.load_image("cat.jpg"))
+e = ss.IntegratedGradients(model, n_steps=32).explain(x, target=281)
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import metrics
 from .core.cost import Cost
 from .core.errors import SaliscopeError
 from .core.explanation import Explanation
+from .core.output_targets import BoxTarget, EmbeddingTarget, OutputTarget, SegmentationTarget
 from .core.targets import BoundClasses, BoundTarget, ClassTarget, PredictedClass, Target, top_k_targets
-from .methods import Explainer, Gradient, GradientXInput, GuidedBackprop, IntegratedGradients
+from .methods import (
+    LIME,
+    RISE,
+    Explainer,
+    Gradient,
+    GradientXInput,
+    GuidedBackprop,
+    IntegratedGradients,
+    KernelSHAP,
+    Occlusion,
+)
+from .methods.cam import (
+    CAM,
+    AblationCAM,
+    EigenCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    GuidedGradCAM,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
+from .methods.layers import candidate_layers
+from .methods.transformer import AttentionRollout, GradientRollout
+from .trust import Thresholds, check
 from .wrappers import SmoothGrad
 
 if TYPE_CHECKING:
@@ -42,32 +69,46 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "BoundClasses", "BoundTarget", "ClassTarget", "Cost", "Explainer", "Explanation", "Gradient",
-    "GradientXInput", "GuidedBackprop", "IntegratedGradients", "PredictedClass", "SaliscopeError",
-    "SmoothGrad", "Target", "load_image", "load_model", "sample_images", "top_k_targets",
+    "CAM",
+    "LIME",
+    "RISE",
+    "AblationCAM",
+    "AttentionRollout",
+    "BoundClasses",
+    "BoundTarget",
+    "BoxTarget",
+    "ClassTarget",
+    "Cost",
+    "EigenCAM",
+    "EmbeddingTarget",
+    "Explainer",
+    "Explanation",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "Gradient",
+    "GradientRollout",
+    "GradientXInput",
+    "GuidedBackprop",
+    "GuidedGradCAM",
+    "HiResCAM",
+    "IntegratedGradients",
+    "KernelSHAP",
+    "LayerCAM",
+    "Occlusion",
+    "OutputTarget",
+    "PredictedClass",
+    "SaliscopeError",
+    "ScoreCAM",
+    "SegmentationTarget",
+    "SmoothGrad",
+    "Target",
+    "Thresholds",
+    "XGradCAM",
+    "candidate_layers",
+    "check",
+    "load_image",
+    "load_model",
+    "metrics",
+    "sample_images",
+    "top_k_targets",
 ]
-
-# perturbation methods (issue 4)
-from .methods import LIME, RISE, KernelSHAP, Occlusion  # noqa: E402
-
-__all__ += ["KernelSHAP", "LIME", "Occlusion", "RISE"]
-
-# the CAM family, transformer methods and targets beyond one class (issue 3)
-from .core.output_targets import BoxTarget, EmbeddingTarget, OutputTarget, SegmentationTarget  # noqa: E402
-from .methods.cam import (  # noqa: E402
-    CAM, AblationCAM, EigenCAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM, HiResCAM, LayerCAM, ScoreCAM, XGradCAM,
-)
-from .methods.layers import candidate_layers  # noqa: E402
-from .methods.transformer import AttentionRollout, GradientRollout  # noqa: E402
-
-__all__ += [
-    "AblationCAM", "AttentionRollout", "BoxTarget", "CAM", "EigenCAM", "EmbeddingTarget", "GradCAM",
-    "GradCAMPlusPlus", "GradientRollout", "GuidedGradCAM", "HiResCAM", "LayerCAM", "OutputTarget", "ScoreCAM",
-    "SegmentationTarget", "XGradCAM", "candidate_layers",
-]
-
-# judging explanations (issue 5): saliscope.check(...); the metrics live in saliscope.metrics
-from . import metrics  # noqa: E402
-from .trust import Thresholds, check  # noqa: E402
-
-__all__ += ["Thresholds", "check", "metrics"]

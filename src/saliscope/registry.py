@@ -15,7 +15,16 @@ from torch import nn
 from .core.errors import MethodError
 from .methods.base import Explainer, Precision
 from .methods.cam import (
-    CAM, AblationCAM, EigenCAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM, HiResCAM, LayerCAM, ScoreCAM, XGradCAM,
+    CAM,
+    AblationCAM,
+    EigenCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    GuidedGradCAM,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
 )
 from .methods.gradient import Gradient, GradientXInput
 from .methods.guided_backprop import GuidedBackprop
@@ -76,10 +85,21 @@ def available() -> list[str]:
     return list(_METHODS)
 
 
-_ALIASES = {"grad-cam": "gradcam", "gradcam++": "gradcam-plus-plus", "grad-cam++": "gradcam-plus-plus",
-            "gradcampp": "gradcam-plus-plus", "score-cam": "scorecam", "ablation-cam": "ablationcam",
-            "eigen-cam": "eigencam", "layer-cam": "layercam", "xgrad-cam": "xgradcam", "hires-cam": "hirescam",
-            "guided-grad-cam": "guided-gradcam", "rollout": "attention-rollout", "ig": "integrated-gradients"}
+_ALIASES = {
+    "grad-cam": "gradcam",
+    "gradcam++": "gradcam-plus-plus",
+    "grad-cam++": "gradcam-plus-plus",
+    "gradcampp": "gradcam-plus-plus",
+    "score-cam": "scorecam",
+    "ablation-cam": "ablationcam",
+    "eigen-cam": "eigencam",
+    "layer-cam": "layercam",
+    "xgrad-cam": "xgradcam",
+    "hires-cam": "hirescam",
+    "guided-grad-cam": "guided-gradcam",
+    "rollout": "attention-rollout",
+    "ig": "integrated-gradients",
+}
 
 
 def get(name: str) -> MethodSpec:
@@ -107,23 +127,44 @@ def _smooth(mode: str) -> Callable[[nn.Module, MethodOptions], Explainer]:
     return build
 
 
-register(MethodSpec("gradient", "Gradient", "vanilla gradient (Simonyan 2014)",
-                    lambda m, o: Gradient(m, **o.common())))
-register(MethodSpec("gradient-x-input", "Gradient × Input", "gradient times input (Shrikumar 2016)",
-                    lambda m, o: GradientXInput(m, **o.common())))
-register(MethodSpec("guided-backprop", "Guided Backprop", "guided backpropagation (Springenberg 2015)",
-                    lambda m, o: GuidedBackprop(m, **o.common())))
-register(MethodSpec("integrated-gradients", "Integrated Gradients", "Integrated Gradients (Sundararajan 2017)",
-                    lambda m, o: IntegratedGradients(m, n_steps=o.n_steps, baseline=_baseline(m, o),
-                                                     **o.common())))  # type: ignore[arg-type]
+register(MethodSpec("gradient", "Gradient", "vanilla gradient (Simonyan 2014)", lambda m, o: Gradient(m, **o.common())))
+register(
+    MethodSpec(
+        "gradient-x-input",
+        "Gradient × Input",
+        "gradient times input (Shrikumar 2016)",
+        lambda m, o: GradientXInput(m, **o.common()),
+    )
+)
+register(
+    MethodSpec(
+        "guided-backprop",
+        "Guided Backprop",
+        "guided backpropagation (Springenberg 2015)",
+        lambda m, o: GuidedBackprop(m, **o.common()),
+    )
+)
+register(
+    MethodSpec(
+        "integrated-gradients",
+        "Integrated Gradients",
+        "Integrated Gradients (Sundararajan 2017)",
+        lambda m, o: IntegratedGradients(m, n_steps=o.n_steps, baseline=_baseline(m, o), **o.common()),
+    )
+)  # type: ignore[arg-type]
 register(MethodSpec("smoothgrad", "SmoothGrad", "SmoothGrad over the gradient (Smilkov 2017)", _smooth("mean")))
 register(MethodSpec("smoothgrad-squared", "SmoothGrad²", "SmoothGrad² over the gradient", _smooth("squared")))
 register(MethodSpec("vargrad", "VarGrad", "variance of noisy gradients (Adebayo 2018)", _smooth("variance")))
 
 
-# -- the CAM family and transformer methods (issue 3) --------------------------------------------------
-_CAM_EVIDENCE = {None: "positive", "positive": "positive", "negative": "negative", "signed": "signed",
-                 "absolute": "signed"}
+# -- the CAM family and transformer methods ------------------------------------------------------------
+_CAM_EVIDENCE = {
+    None: "positive",
+    "positive": "positive",
+    "negative": "negative",
+    "signed": "signed",
+    "absolute": "signed",
+}
 
 
 def _cam(cls: type[CAM]) -> Callable[[nn.Module, MethodOptions], Explainer]:
@@ -145,13 +186,27 @@ for _cls, _title, _summary in (
     (GuidedGradCAM, "Guided Grad-CAM", "guided backprop × Grad-CAM (Selvaraju 2017)"),
 ):
     register(MethodSpec(_cls.name, _title, _summary, _cam(_cls)))
-register(MethodSpec("attention-rollout", "Attention rollout", "attention rollout for ViTs (Abnar 2020)",
-                    lambda m, o: AttentionRollout(m, **o.common()), needs_attention=True))
-register(MethodSpec("gradient-rollout", "Gradient rollout", "gradient-weighted attention rollout (Chefer 2021)",
-                    lambda m, o: GradientRollout(m, **o.common()), needs_attention=True))
+register(
+    MethodSpec(
+        "attention-rollout",
+        "Attention rollout",
+        "attention rollout for ViTs (Abnar 2020)",
+        lambda m, o: AttentionRollout(m, **o.common()),
+        needs_attention=True,
+    )
+)
+register(
+    MethodSpec(
+        "gradient-rollout",
+        "Gradient rollout",
+        "gradient-weighted attention rollout (Chefer 2021)",
+        lambda m, o: GradientRollout(m, **o.common()),
+        needs_attention=True,
+    )
+)
 
 
-# perturbation methods (issue 4)
+# perturbation methods
 from .methods.perturbation import LIME, RISE, KernelSHAP, Occlusion  # noqa: E402
 
 
@@ -163,12 +218,35 @@ def _random(o: MethodOptions) -> dict[str, Any]:
     return {"seed": o.seed, **o.common()}
 
 
-register(MethodSpec("occlusion", "Occlusion", "score drop when sliding windows are hidden (Zeiler & Fergus 2014)",
-                    lambda m, o: Occlusion(m, window=o.window, stride=o.stride, **o.common())))
-register(MethodSpec("rise", "RISE", "score-weighted random masks, centred (Petsiuk 2018)",
-                    lambda m, o: RISE(m, **_counted(o, "n_masks"), **_random(o))))
-register(MethodSpec("lime", "LIME", "weighted linear surrogate over superpixels (Ribeiro 2016)",
-                    lambda m, o: LIME(m, n_superpixels=o.n_superpixels, **_counted(o, "n_samples"), **_random(o))))
-register(MethodSpec("kernel-shap", "KernelSHAP", "Shapley values of superpixels by regression (Lundberg 2017)",
-                    lambda m, o: KernelSHAP(m, n_superpixels=o.n_superpixels, **_counted(o, "n_samples"),
-                                            **_random(o))))
+register(
+    MethodSpec(
+        "occlusion",
+        "Occlusion",
+        "score drop when sliding windows are hidden (Zeiler & Fergus 2014)",
+        lambda m, o: Occlusion(m, window=o.window, stride=o.stride, **o.common()),
+    )
+)
+register(
+    MethodSpec(
+        "rise",
+        "RISE",
+        "score-weighted random masks, centred (Petsiuk 2018)",
+        lambda m, o: RISE(m, **_counted(o, "n_masks"), **_random(o)),
+    )
+)
+register(
+    MethodSpec(
+        "lime",
+        "LIME",
+        "weighted linear surrogate over superpixels (Ribeiro 2016)",
+        lambda m, o: LIME(m, n_superpixels=o.n_superpixels, **_counted(o, "n_samples"), **_random(o)),
+    )
+)
+register(
+    MethodSpec(
+        "kernel-shap",
+        "KernelSHAP",
+        "Shapley values of superpixels by regression (Lundberg 2017)",
+        lambda m, o: KernelSHAP(m, n_superpixels=o.n_superpixels, **_counted(o, "n_samples"), **_random(o)),
+    )
+)

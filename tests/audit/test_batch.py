@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from audit_models import PATCH, PIXELS, SIZE, Blind, PatchReader
+
 from saliscope import GradCAM, Gradient
 from saliscope.audit import audit_batch, standard_regions
 from saliscope.audit.batch import mass_view, model_view
@@ -33,10 +33,12 @@ def slow_masses(mass: np.ndarray, regions: tuple[Region, ...]) -> np.ndarray:
 
 def slow_grid(mass: np.ndarray, grid: int) -> np.ndarray:
     h, w = mass.shape[-2:]
-    out = np.zeros(mass.shape[:-2] + (grid, grid))
+    out = np.zeros((*mass.shape[:-2], grid, grid))
     for i in range(grid):
         for j in range(grid):
-            out[..., i, j] = mass[..., i * h // grid:(i + 1) * h // grid, j * w // grid:(j + 1) * w // grid].sum((-2, -1))
+            out[..., i, j] = mass[..., i * h // grid : (i + 1) * h // grid, j * w // grid : (j + 1) * w // grid].sum(
+                (-2, -1)
+            )
     return out
 
 
@@ -46,9 +48,19 @@ def test_gradient_of_a_patch_reader_puts_all_mass_in_its_corner() -> None:
     regions = standard_regions(border=0.1, corner=0.3, user=user)
     result = audit_batch(Gradient(model), batch(), regions=regions, grid=16, preprocess=PIXELS)
     names = [r.name for r in result.regions]
-    assert names == ["border", "top-left", "top-right", "bottom-left", "bottom-right", "top", "bottom", "left", "right",
-                     "region"]
-    m = dict(zip(names, result.masses[0].tolist()))
+    assert names == [
+        "border",
+        "top-left",
+        "top-right",
+        "bottom-left",
+        "bottom-right",
+        "top",
+        "bottom",
+        "left",
+        "right",
+        "region",
+    ]
+    m = dict(zip(names, result.masses[0].tolist(), strict=True))
     # The gradient is 1/3 on every channel of the 6×6 patch: an even map over the patch.
     assert m["top-left"] == pytest.approx(1.0, abs=1e-12)
     assert m["top-right"] == m["bottom-left"] == m["bottom-right"] == 0.0
@@ -65,8 +77,9 @@ def test_gradient_of_a_patch_reader_puts_all_mass_in_its_corner() -> None:
     assert result.classes.tolist() == [0, 0, 0] and not bool(result.flat.any())
     x = batch()
     x0, y0, x1, y1 = PATCH
-    np.testing.assert_allclose(result.scores.numpy(), x[:, :, y0:y1, x0:x1].mean(1).sum((1, 2)).double().numpy(),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        result.scores.numpy(), x[:, :, y0:y1, x0:x1].mean(1).sum((1, 2)).double().numpy(), rtol=1e-5
+    )
 
 
 def test_gradcam_mass_follows_the_patch_and_matches_the_slow_sums() -> None:

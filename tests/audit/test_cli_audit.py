@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from audit_models import PatchReader, write_folder
 from click.testing import CliRunner
 
-from audit_models import PatchReader, write_folder
 from saliscope.cli.audit import parse_region
 from saliscope.cli.main import cli
 from saliscope.core.errors import InputError
@@ -32,8 +32,9 @@ def audit(*args: object) -> object:
     return CliRunner().invoke(cli, ["audit", *(str(a) for a in args)])
 
 
-def test_audit_prints_verdicts_writes_the_report_and_lists_bad_files(data: Path, model_file: Path,
-                                                                     tmp_path: Path) -> None:
+def test_audit_prints_verdicts_writes_the_report_and_lists_bad_files(
+    data: Path, model_file: Path, tmp_path: Path
+) -> None:
     (data / "b" / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     out = tmp_path / "out"
     result = audit(data, "--model", model_file, "--out", out, "--batch-size", 5, "--region", "0,0,16,16")
@@ -57,17 +58,21 @@ def test_audit_prints_verdicts_writes_the_report_and_lists_bad_files(data: Path,
     assert resumed.exit_code == 1 and resumed.stdout.splitlines()[:2] == lines[:2]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--method", "gradcamm"], "error: unknown method 'gradcamm' — did you mean gradcam"),
-    (["--method", "attention-rollout"], "needs a Vision Transformer"),
-    (["--region", "0,0,40,16"], "is not a box inside the 32×32 model input"),
-    (["--region", "a,b"], "is not four numbers"),
-    (["--target", "label"], "the class folder 'a' is not one of the model's labels"),
-    (["--device", "tpu"], "error: "),
-    (["--layer", "nope"], "error: "),
-])
-def test_user_errors_are_one_line_and_exit_2(data: Path, model_file: Path, tmp_path: Path, args: list[str],
-                                            message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method", "gradcamm"], "error: unknown method 'gradcamm' — did you mean gradcam"),
+        (["--method", "attention-rollout"], "needs a Vision Transformer"),
+        (["--region", "0,0,40,16"], "is not a box inside the 32×32 model input"),
+        (["--region", "a,b"], "is not four numbers"),
+        (["--target", "label"], "the class folder 'a' is not one of the model's labels"),
+        (["--device", "tpu"], "error: "),
+        (["--layer", "nope"], "error: "),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(
+    data: Path, model_file: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
     result = audit(data, "--model", model_file, "--out", tmp_path / "out", *args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -84,8 +89,9 @@ def test_folder_and_option_errors(tmp_path: Path, model_file: Path) -> None:
     assert no_model.exit_code == 2 and "Missing option '--model'" in no_model.stderr
 
 
-def test_ctrl_c_keeps_the_results_and_says_how_to_resume(data: Path, model_file: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_keeps_the_results_and_says_how_to_resume(
+    data: Path, model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import saliscope.audit
 
     def interrupted(*_args: object, **_kwargs: object) -> None:

@@ -34,8 +34,15 @@ PLANTED = {
 
 
 def audited(root: Path, artefact: Artefact | None) -> dict[str, Any]:
-    data = make_shortcut_dataset(root / "data", shortcut_class=None if artefact is None else "pneumonia",
-                                 artefact=artefact or Artefact(), n_train=100, n_test=24, image_size=SIZE, seed=0)
+    data = make_shortcut_dataset(
+        root / "data",
+        shortcut_class=None if artefact is None else "pneumonia",
+        artefact=artefact or Artefact(),
+        n_train=100,
+        n_test=24,
+        image_size=SIZE,
+        seed=0,
+    )
     model = train_tiny_cnn(data.train, epochs=16, width=8, seed=0)
     path = root / "model.pt"
     torch.save(model, path)  # a whole module: its own preprocessing (32×32, no crop) and labels travel with it

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-
 from audit_models import PatchReader, write_folder
+
 from saliscope import GradCAM
 from saliscope.audit import AuditSettings, run_audit, scan_image_folder
 from saliscope.audit.dataset import crop_warnings
@@ -70,14 +70,18 @@ def test_a_corner_reader_is_flagged_in_every_class_and_bad_files_are_listed(data
     assert "empty (0 bytes)" in failed["other/empty.jpg"]
     # Hidden files (.DS_Store) are skipped silently; other non-images and empty class folders are listed.
     assert {i["path"]: i["reason"] for i in s["ignored"]} == {
-        "other/notes.txt": "not an image file (suffix .txt)", "empty-class/": "class folder without images"}
+        "other/notes.txt": "not an image file (suffix .txt)",
+        "empty-class/": "class folder without images",
+    }
     # The most concentrated images are listed, at most top_n per class, each with its mass.
     assert [r["mass"] for r in s["classes"][0]["suspicious"]] == pytest.approx([1.0, 1.0, 1.0])
     page = outcome.report_path.read_text()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     # per class: mean image, mean map, spread, and the 3 most concentrated images
     assert "possible shortcut" in page and page.count("data:image/png;base64,") == 3 * (3 + 3)
-    assert page.count("class='hist'") == 3 and page.count("class='bar'") == 3 * 10  # one bar per region: border, 4 corners, 4 edges, spot
+    assert (
+        page.count("class='hist'") == 3 and page.count("class='bar'") == 3 * 10
+    )  # one bar per region: border, 4 corners, 4 edges, spot
     assert "corner/broken.png" in page and "src='http" not in page  # self-contained
     assert json.loads(outcome.summary_path.read_text()) == json.loads(json.dumps(s))
 
@@ -115,7 +119,7 @@ def test_an_existing_audit_is_never_overwritten_and_settings_must_match(data: Pa
     with pytest.raises(SaliscopeError, match="already holds an audit") as info:
         run_audit(data, model, out=out, settings=SETTINGS)
     assert "--resume" in str(info.value.fix)
-    with pytest.raises(SaliscopeError, match="other settings.*method: was 'gradcam', now 'gradient'"):
+    with pytest.raises(SaliscopeError, match=r"other settings.*method: was 'gradcam', now 'gradient'"):
         run_audit(data, model, out=out, settings=AuditSettings(method="gradient"), resume=True)
     # A larger --limit on resume simply audits more of the same data.
     more = run_audit(data, model, out=out, settings=AuditSettings(method="gradcam", limit=10), resume=True)
@@ -125,8 +129,14 @@ def test_an_existing_audit_is_never_overwritten_and_settings_must_match(data: Pa
 def test_limit_takes_images_in_turn_from_each_class(data: Path, tmp_path: Path) -> None:
     outcome = run_audit(data, PatchReader().eval(), out=tmp_path / "out", settings=AuditSettings(limit=6))
     keys = [json.loads(line)["key"] for line in (tmp_path / "out" / "records.jsonl").read_text().splitlines()]
-    assert keys == ["corner/000.png", "other/000.png", "third/000.png", "corner/001.png", "other/001.png",
-                    "third/001.png"]
+    assert keys == [
+        "corner/000.png",
+        "other/000.png",
+        "third/000.png",
+        "corner/001.png",
+        "other/001.png",
+        "third/001.png",
+    ]
     assert [c["status"] for c in outcome.summary["classes"]] == ["too-few"] * 3
     assert "only 2 images with a usable saliency map — too few to judge (need 5)" in outcome.summary["verdicts"][0]
 
@@ -148,8 +158,14 @@ def test_cropping_preprocessing_is_warned_about(data: Path, tmp_path: Path) -> N
     assert "outer 12% of each side" in crop_warnings(cropping)[0] and "--no-crop" in crop_warnings(cropping)[0]
     assert crop_warnings(Preprocess(size=32, resize=32)) == []
     notes: list[str] = []
-    outcome = run_audit(data, PatchReader(size=24).eval(), out=tmp_path / "out", settings=AuditSettings(limit=3),
-                        preprocess=cropping, warn=notes.append)
+    outcome = run_audit(
+        data,
+        PatchReader(size=24).eval(),
+        out=tmp_path / "out",
+        settings=AuditSettings(limit=3),
+        preprocess=cropping,
+        warn=notes.append,
+    )
     assert notes == crop_warnings(cropping)
     assert any("on average 44% of an image's area was never seen" in w for w in outcome.summary["warnings"])
     assert outcome.summary["visibility"]["cropped"] == 3
@@ -182,9 +198,8 @@ def test_label_target_explains_the_folder_class_and_accuracy_counts_predictions(
 
 
 def test_an_image_the_model_cannot_explain_is_listed_and_the_rest_audited(tmp_path: Path) -> None:
-    from PIL import Image
-
     from audit_models import Fragile
+    from PIL import Image
 
     root = write_folder(tmp_path / "data", {"a": 5})
     Image.new("RGB", (32, 32)).save(root / "a" / "black.png")  # a black patch: NaN scores

@@ -30,8 +30,13 @@ def test_audit_stats_state_is_exact_and_does_not_grow_with_images() -> None:
         stats = AuditStats(["a", "b"], n_regions=3, grid=4)
         for i in range(n):
             flat = i % 7 == 0
-            stats.add("ab"[i % 2], grid_map=None if flat else rng.random((4, 4)),
-                      masses=None if flat else rng.random(3), pixels=rng.random((3, 6, 6)), correct=bool(i % 3))
+            stats.add(
+                "ab"[i % 2],
+                grid_map=None if flat else rng.random((4, 4)),
+                masses=None if flat else rng.random(3),
+                pixels=rng.random((3, 6, 6)),
+                correct=bool(i % 3),
+            )
         return stats
 
     small, large = fill(10), fill(400)
@@ -55,7 +60,7 @@ def test_best_window_and_excess() -> None:
     rng = np.random.default_rng(2)
     m = rng.random((9, 9))
     r0, r1, c0, c1 = best_window(m, 3)
-    brute = max((m[i:i + 3, j:j + 3].sum(), i, j) for i in range(7) for j in range(7))
+    brute = max((m[i : i + 3, j : j + 3].sum(), i, j) for i in range(7) for j in range(7))
     assert (r0, c0) == (brute[1], brute[2]) and (r1 - r0, c1 - c0) == (3, 3)
     assert excess(0.1, 0.1) == 0.0 and excess(1.0, 0.04) == 1.0 and excess(0.0, 0.5) == -1.0
 
@@ -75,22 +80,39 @@ def test_maps_are_stored_compactly_as_float16() -> None:
     np.testing.assert_allclose(decode_map(text, 16), m, rtol=1e-3, atol=1e-7)  # float16: 3 digits
 
 
-def finding(name: str, kind: str, mass: float, area: float, *, share: float = 1.0, others: float | None = 0.05,
-            box: tuple[float, float, float, float] = (0.0, 0.0, 0.3, 0.3)) -> RegionFinding:
+def finding(
+    name: str,
+    kind: str,
+    mass: float,
+    area: float,
+    *,
+    share: float = 1.0,
+    others: float | None = 0.05,
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.3, 0.3),
+) -> RegionFinding:
     return RegionFinding(name, kind, box, kind == "border", area, mass, 0.1, share, others, (0,) * 10)  # type: ignore[arg-type]
 
 
 def test_statistics_of_parts_merge_into_those_of_the_whole() -> None:
     """The distributed seam: partitions folded separately and merged give the single pass's statistics."""
     rng = np.random.default_rng(2)
-    rows = [("ab"[i % 3 == 0], None if i % 5 == 0 else rng.random((4, 4)), rng.random(3), rng.random((3, 6, 6)),
-             bool(i % 2)) for i in range(90)]
+    rows = [
+        (
+            "ab"[i % 3 == 0],
+            None if i % 5 == 0 else rng.random((4, 4)),
+            rng.random(3),
+            rng.random((3, 6, 6)),
+            bool(i % 2),
+        )
+        for i in range(90)
+    ]
 
     def fold(part: list) -> AuditStats:
         stats = AuditStats(["a", "b"], n_regions=3, grid=4)
         for label, grid_map, masses, pixels, correct in part:
-            stats.add(label, grid_map=grid_map, masses=None if grid_map is None else masses, pixels=pixels,
-                      correct=correct)
+            stats.add(
+                label, grid_map=grid_map, masses=None if grid_map is None else masses, pixels=pixels, correct=correct
+            )
         return stats
 
     whole = fold(rows)
@@ -99,8 +121,13 @@ def test_statistics_of_parts_merge_into_those_of_the_whole() -> None:
         merged.merge(fold(part))
     for name in ("a", "b"):
         w, m = whole.per_class[name], merged.per_class[name]
-        assert (m.images, m.flat, m.correct, m.judged, m.pixel_count) == (w.images, w.flat, w.correct, w.judged,
-                                                                          w.pixel_count)
+        assert (m.images, m.flat, m.correct, m.judged, m.pixel_count) == (
+            w.images,
+            w.flat,
+            w.correct,
+            w.judged,
+            w.pixel_count,
+        )
         assert m.maps.count == w.maps.count and m.masses.count == w.masses.count
         for mine, theirs in ((m.maps, w.maps), (m.masses, w.masses)):
             np.testing.assert_allclose(mine.mean, theirs.mean, rtol=0, atol=1e-12)
@@ -111,14 +138,18 @@ def test_statistics_of_parts_merge_into_those_of_the_whole() -> None:
 
 
 def test_a_concentrated_consistent_corner_is_a_shortcut() -> None:
-    findings = (finding("border", "border", 0.5, 0.36, box=(0.1, 0.1, 0.9, 0.9)),
-                finding("top-left", "corner", 0.71, 0.09),
-                finding("spot", "spot", 0.75, 0.1, box=(0.0, 0.0, 0.3125, 0.3125)))
+    findings = (
+        finding("border", "border", 0.5, 0.36, box=(0.1, 0.1, 0.9, 0.9)),
+        finding("top-left", "corner", 0.71, 0.09),
+        finding("spot", "spot", 0.75, 0.1, box=(0.0, 0.0, 0.3125, 0.3125)),
+    )
     v = judge("pneumonia", images=480, measured=480, findings=findings, thresholds=Thresholds(), input_size=(64, 64))
     assert v.status == "shortcut" and v.flagged == ("top-left", "spot")
     assert v.lead is not None and v.lead.name == "top-left"  # a named region leads over a spot
-    assert v.line == ("class 'pneumonia': 71% of saliency mass in the top-left corner (30% of each side, 9% of the"
-                      " area) across 480 images (100% of them individually; other classes: 5%) — possible shortcut")
+    assert v.line == (
+        "class 'pneumonia': 71% of saliency mass in the top-left corner (30% of each side, 9% of the"
+        " area) across 480 images (100% of them individually; other classes: 5%) — possible shortcut"
+    )
 
 
 def test_each_rule_can_clear_a_class() -> None:
@@ -137,20 +168,34 @@ def test_each_rule_can_clear_a_class() -> None:
     assert alone.status == "clear" and "needs other classes" in alone.line
     # A spot follows wherever the class's content usually is: it must hold nearly every image.
     content = verdict(finding("spot", "spot", 0.48, 0.1, share=0.67, others=0.12, box=(0.4, 0.4, 0.6, 0.6)))
-    assert content.status == "clear" and "only 67% of the images concentrate there individually, need 80%" in content.line
+    assert (
+        content.status == "clear" and "only 67% of the images concentrate there individually, need 80%" in content.line
+    )
     spot = verdict(finding("spot", "spot", 0.6, 0.1, others=0.1, box=(0.4, 0.4, 0.6, 0.6)))
     assert spot.status == "shortcut" and "fixed spot at the centre (x 13–19, y 13–19 px of the 32×32 input" in spot.line
     too_few = verdict(finding("top-left", "corner", 0.9, 0.09), measured=3)
     assert too_few.status == "too-few" and "need 5" in too_few.line
-    lenient = judge("c", images=50, measured=50, findings=(finding("top-left", "corner", 0.3, 0.09),),
-                    thresholds=Thresholds(min_excess=0.2), input_size=(32, 32))
+    lenient = judge(
+        "c",
+        images=50,
+        measured=50,
+        findings=(finding("top-left", "corner", 0.3, 0.09),),
+        thresholds=Thresholds(min_excess=0.2),
+        input_size=(32, 32),
+    )
     assert lenient.status == "shortcut"
 
 
 @pytest.mark.parametrize("mass", [0.58, 0.59])
 def test_the_border_needs_more_mass_than_a_corner(mass: float) -> None:
-    v = judge("c", images=9, measured=9, findings=(finding("border", "border", mass, 0.36, box=(0.1, 0.1, 0.9, 0.9)),),
-              thresholds=Thresholds(), input_size=(32, 32))
+    v = judge(
+        "c",
+        images=9,
+        measured=9,
+        findings=(finding("border", "border", mass, 0.36, box=(0.1, 0.1, 0.9, 0.9)),),
+        thresholds=Thresholds(),
+        input_size=(32, 32),
+    )
     assert (v.status == "shortcut") == (mass > 0.584)
     assert "border (outer 10% of each side, 36% of the area)" in v.line
 
@@ -166,9 +211,10 @@ def test_the_smallest_flagged_region_leads_and_edges_are_worded() -> None:
 
 
 def test_pixel_level_gradient_methods_are_warned_about() -> None:
+    from tiny_models import SmallCNN
+
     import saliscope as ss
     from saliscope.audit.verdicts import method_notes
-    from tiny_models import SmallCNN
 
     model = SmallCNN().eval()
     for explainer in (ss.Gradient(model), ss.GuidedBackprop(model), ss.SmoothGrad(ss.Gradient(model))):

@@ -14,16 +14,16 @@ from PIL import Image
 def reuse_default_model(monkeypatch, default_model):
     """The CLI's model loader, except that the default model comes from the session fixture (~1 s saved
     per run). Any other spec goes through the real loader, so its errors are the real ones."""
-    from saliscope.cli import main as cli_main
+    import saliscope.models
 
-    real = cli_main._load_model
+    real = saliscope.models.load_model
 
-    def load(spec, arch, device):
-        if spec in (None, "default") and arch is None and device == "cpu":
+    def load(spec=None, *args, arch=None, device="cpu", **kwargs):
+        if spec in (None, "default") and arch is None and device == "cpu" and not args and not kwargs:
             return default_model
-        return real(spec, arch, device)
+        return real(spec, *args, arch=arch, device=device, **kwargs)
 
-    monkeypatch.setattr(cli_main, "_load_model", load)
+    monkeypatch.setattr(saliscope.models, "load_model", load)
 
 
 @pytest.fixture(scope="session")
@@ -50,4 +50,3 @@ def corrupt_jpg(tmp_path) -> Path:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
-

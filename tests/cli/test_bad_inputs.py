@@ -11,8 +11,8 @@ import urllib.error
 from pathlib import Path
 
 import pytest
-
 from fakes import deny_listing
+
 from saliscope.cli.main import cli
 
 
@@ -44,8 +44,9 @@ def test_symlink_loop_is_named_as_such(runner, tmp_path):
 def test_empty_folder_among_good_images_is_a_listed_failure(runner, chelsea_png, tmp_path):
     (tmp_path / "nothing").mkdir()
     out = tmp_path / "out"
-    result = runner.invoke(cli, ["explain", str(chelsea_png), str(tmp_path / "nothing"), "-o", str(out),
-                                 "-m", "gradient"])
+    result = runner.invoke(
+        cli, ["explain", str(chelsea_png), str(tmp_path / "nothing"), "-o", str(out), "-m", "gradient"]
+    )
     assert result.exit_code == 1  # was 0 with a warning that scrolled away
     tail = result.stderr.strip().splitlines()[-2:]
     assert tail[0] == "1 of 2 images failed:"
@@ -64,8 +65,9 @@ def test_unlistable_folder_is_a_user_error_not_a_bug(runner, chelsea_png, tmp_pa
     result = runner.invoke(cli, ["explain", str(locked), "-o", str(out)])
     assert result.exit_code == 2  # was 3: "internal error: PermissionError"
     line = one_error_line(result)
-    assert line == (f"error: no permission to list the folder {locked}"
-                    " — check the folder's permissions (it needs read and execute)")
+    assert line == (
+        f"error: no permission to list the folder {locked} — check the folder's permissions (it needs read and execute)"
+    )
     assert not out.exists()
 
 
@@ -84,22 +86,29 @@ def test_a_dotted_name_does_not_write_into_the_output_folder_itself(runner, chel
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["-m", "gradient,,smoothgrad"],
-         "error: --method 'gradient,,smoothgrad' has an empty name (a stray comma) — separate method names"
-         " with single commas, e.g. --method gradient,smoothgrad"),
+        (
+            ["-m", "gradient,,smoothgrad"],
+            "error: --method 'gradient,,smoothgrad' has an empty name (a stray comma) — separate method names"
+            " with single commas, e.g. --method gradient,smoothgrad",
+        ),
         (["-m", "gradient,"], "error: --method 'gradient,' has an empty name (a stray comma)"),
         (["--target", "1e3"], "error: --target '1e3' is not a whole class index — pass an integer from 0 to 999"),
         (["--target", "3.0"], "error: --target '3.0' is not a whole class index"),
         (["--target", " "], "error: --target is empty — pass 'predicted', a class index 0..999 or a label name"),
         (["--target", "tabby cat"], "error: unknown label 'tabby cat' — did you mean 'tabby', 'tiger cat'"),
         (["--target", "cat"], "error: unknown label 'cat' — did you mean 'tiger cat', 'Persian cat'"),
-        (["--target", "zzqqxx"], "error: unknown label 'zzqqxx' — pass a label name exactly as the model spells it"
-                                 " (e.g. 'tench'), or pass a class index 0..999"),
+        (
+            ["--target", "zzqqxx"],
+            "error: unknown label 'zzqqxx' — pass a label name exactly as the model spells it"
+            " (e.g. 'tench'), or pass a class index 0..999",
+        ),
         (["--device", "cuda:7"], "error: --device cuda:7 was asked for but"),
         (["--device", "meta"], "error: --device meta cannot run a model — use --device cpu or --device cuda"),
-        (["--arch", "timm:resnet18"],
-         "error: --arch 'timm:resnet18' is only used with a local weights file, not with 'default' — drop --arch,"
-         " or pass the weights file with --model"),
+        (
+            ["--arch", "timm:resnet18"],
+            "error: the architecture 'timm:resnet18' is only used with a local weights file, not with 'default'"
+            " — drop --arch, or pass the weights file with --model",
+        ),
     ],
 )
 def test_bad_options_are_one_line_and_write_nothing(runner, chelsea_png, tmp_path, args, message):
@@ -117,8 +126,10 @@ def test_out_inside_a_regular_file_fails_before_any_work(runner, chelsea_png, tm
     (tmp_path / "taken").write_text("x")
     result = runner.invoke(cli, ["explain", str(chelsea_png), "-o", str(tmp_path / "taken" / "sub")])
     assert result.exit_code == 2
-    assert one_error_line(result) == (f"error: the output folder {tmp_path / 'taken' / 'sub'} cannot be created: "
-                                      f"{tmp_path / 'taken'} is a file, not a folder — pass another --out folder")
+    assert one_error_line(result) == (
+        f"error: the output folder {tmp_path / 'taken' / 'sub'} cannot be created: "
+        f"{tmp_path / 'taken'} is a file, not a folder — pass another --out folder"
+    )
     assert result.stdout == ""  # no model run: the error came first (it used to come after explaining)
     assert (tmp_path / "taken").read_text() == "x"
 
@@ -138,6 +149,7 @@ def test_unwritable_out_fails_before_any_work(runner, chelsea_png, tmp_path, mon
     locked.chmod(0o555)
     if os.access(locked, os.W_OK):  # root ignores the mode: simulate what everyone else gets
         real_access = os.access
+
         def access(p, mode, **kw):
             return False if Path(p) == locked and mode & os.W_OK else real_access(p, mode, **kw)
 
@@ -149,8 +161,9 @@ def test_unwritable_out_fails_before_any_work(runner, chelsea_png, tmp_path, mon
         locked.chmod(0o755)
     assert result.exit_code == 2  # was 1 after explaining every image, each failing to write
     where = f" (it would be created in {locked})" if sub else ""
-    assert one_error_line(result) == (f"error: no permission to write to the output folder {out}{where}"
-                                      " — pass a folder you can write to with --out")
+    assert one_error_line(result) == (
+        f"error: no permission to write to the output folder {out}{where} — pass a folder you can write to with --out"
+    )
     assert result.stdout == ""
     assert list(locked.iterdir()) == []
 
@@ -167,8 +180,10 @@ def test_out_below_a_folder_that_cannot_be_searched(runner, chelsea_png, tmp_pat
     monkeypatch.setattr(Path, "stat", stat)
     result = runner.invoke(cli, ["explain", str(chelsea_png), "-o", str(locked / "out")])
     assert result.exit_code == 2  # was 3: "internal error: PermissionError"
-    assert one_error_line(result) == (f"error: no permission to reach the output folder {locked / 'out'} (a folder"
-                                      " on its path cannot be searched) — pass a folder you can write to with --out")
+    assert one_error_line(result) == (
+        f"error: no permission to reach the output folder {locked / 'out'} (a folder"
+        " on its path cannot be searched) — pass a folder you can write to with --out"
+    )
 
 
 def test_a_failed_write_leaves_none_of_that_images_files(runner, chelsea_png, tmp_path, monkeypatch):
@@ -190,7 +205,8 @@ def test_a_failed_write_leaves_none_of_that_images_files(runner, chelsea_png, tm
     assert "Traceback" not in result.output
     assert result.stderr.strip().splitlines()[-1] == (
         f"  {other}: cannot write {out / 'other' / 'gradient.npy'}: No space left on device"
-        " — check --out and free disk space")
+        " — check --out and free disk space"
+    )
     # other/gradient.png was written before the .npy failed; it is removed, and so is other/
     assert all_files(out) == ["chelsea/gradient.npy", "chelsea/gradient.png", "chelsea/panel.png", "summary.json"]
     assert not (out / "other").exists()

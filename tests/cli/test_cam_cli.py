@@ -26,8 +26,21 @@ def test_gradcam_family_on_the_default_model(runner, chelsea_png, tmp_path):
 
 def test_layer_and_negative_evidence(runner, chelsea_png, tmp_path):
     out = tmp_path / "out"
-    result = runner.invoke(cli, ["explain", str(chelsea_png), "-o", str(out), "--method", "gradcam",
-                                 "--layer", "blocks.5", "--evidence", "negative"])
+    result = runner.invoke(
+        cli,
+        [
+            "explain",
+            str(chelsea_png),
+            "-o",
+            str(out),
+            "--method",
+            "gradcam",
+            "--layer",
+            "blocks.5",
+            "--evidence",
+            "negative",
+        ],
+    )
     assert result.exit_code == 0, result.output
     record = json.loads((out / "summary.json").read_text())["images"][0]["explained"][0]["methods"][0]
     assert record["params"]["layer"] == "blocks.5" and record["params"]["evidence"] == "negative"
@@ -36,14 +49,27 @@ def test_layer_and_negative_evidence(runner, chelsea_png, tmp_path):
 
 
 def test_wrong_layer_is_one_message_before_any_image(runner, chelsea_png, tmp_path):
-    result = runner.invoke(cli, ["explain", str(chelsea_png), str(chelsea_png), "-o", str(tmp_path / "o"),
-                                 "--method", "gradcam", "--layer", "blocks.9"])
+    result = runner.invoke(
+        cli,
+        [
+            "explain",
+            str(chelsea_png),
+            str(chelsea_png),
+            "-o",
+            str(tmp_path / "o"),
+            "--method",
+            "gradcam",
+            "--layer",
+            "blocks.9",
+        ],
+    )
     assert result.exit_code == 2
     assert "no layer named 'blocks.9'" in result.stderr and "automatic choice is 'bn2'" in result.stderr
     assert "Traceback" not in result.output and not (tmp_path / "o").exists()
 
 
 def test_attention_methods_on_a_cnn(runner, chelsea_png, tmp_path):
-    result = runner.invoke(cli, ["explain", str(chelsea_png), "-o", str(tmp_path / "o"), "--method",
-                                 "attention-rollout"])
+    result = runner.invoke(
+        cli, ["explain", str(chelsea_png), "-o", str(tmp_path / "o"), "--method", "attention-rollout"]
+    )
     assert result.exit_code == 2 and "needs a Vision Transformer" in result.stderr

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 import saliscope
 from saliscope.cli.main import cli
 
@@ -17,8 +18,9 @@ SRC = str(Path(saliscope.__file__).resolve().parents[1])
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "saliscope", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "saliscope", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_python_m_saliscope_explain_writes_results(chelsea_png, tmp_path):

@@ -33,8 +33,9 @@ def test_explain_writes_maps_panel_and_summary(runner, chelsea_png, tmp_path):
     assert f"results in {out}" in result.stdout
 
     methods = ["gradient", "smoothgrad", "integrated-gradients"]
-    expected = sorted([f"chelsea/{m}.{ext}" for m in methods for ext in ("png", "npy")]
-                      + ["chelsea/panel.png", "summary.json"])
+    expected = sorted(
+        [f"chelsea/{m}.{ext}" for m in methods for ext in ("png", "npy")] + ["chelsea/panel.png", "summary.json"]
+    )
     assert all_files(out) == expected  # and no temporary files left behind
 
     for m in methods:
@@ -68,8 +69,9 @@ def test_explain_writes_maps_panel_and_summary(runner, chelsea_png, tmp_path):
 
 def test_overlay_file_is_the_saved_attributions_drawn_on_the_photo(runner, chelsea_png, chelsea_array, tmp_path):
     out = tmp_path / "out"
-    result = runner.invoke(cli, ["explain", str(chelsea_png), "-o", str(out), "-m", "gradient,integrated-gradients",
-                                 *FAST])
+    result = runner.invoke(
+        cli, ["explain", str(chelsea_png), "-o", str(out), "-m", "gradient,integrated-gradients", *FAST]
+    )
     assert result.exit_code == 0, result.output
     photo = Image.fromarray(chelsea_array)
     box = DEFAULT_PREPROCESS.crop_box(*photo.size)
@@ -89,8 +91,22 @@ def test_overlay_file_is_the_saved_attributions_drawn_on_the_photo(runner, chels
 
 def test_target_by_label_and_by_index_and_evidence_override(runner, chelsea_png, tmp_path):
     out = tmp_path / "out"
-    result = runner.invoke(cli, ["explain", str(chelsea_png), "-o", str(out), "-m", "integrated-gradients",
-                                 "--target", "tabby", "--evidence", "negative", *FAST])
+    result = runner.invoke(
+        cli,
+        [
+            "explain",
+            str(chelsea_png),
+            "-o",
+            str(out),
+            "-m",
+            "integrated-gradients",
+            "--target",
+            "tabby",
+            "--evidence",
+            "negative",
+            *FAST,
+        ],
+    )
     assert result.exit_code == 0, result.output
     explained = json.loads((out / "summary.json").read_text())["images"][0]["explained"][0]
     assert explained["class"] == 281 and explained["label"] == "tabby"
@@ -106,8 +122,14 @@ def test_top_k_explains_each_ranked_class(runner, chelsea_png, tmp_path, default
     out = tmp_path / "out"
     result = runner.invoke(cli, ["explain", str(chelsea_png), "-o", str(out), "-m", "gradient", "--top-k", "2"])
     assert result.exit_code == 0, result.output
-    assert all_files(out / "chelsea") == ["gradient-top1.npy", "gradient-top1.png", "gradient-top2.npy",
-                                          "gradient-top2.png", "panel-top1.png", "panel-top2.png"]
+    assert all_files(out / "chelsea") == [
+        "gradient-top1.npy",
+        "gradient-top1.png",
+        "gradient-top2.npy",
+        "gradient-top2.png",
+        "panel-top1.png",
+        "panel-top2.png",
+    ]
     image = json.loads((out / "summary.json").read_text())["images"][0]
     assert [e["rank"] for e in image["explained"]] == [1, 2]
     assert [e["class"] for e in image["explained"]] == [t["index"] for t in image["top5"][:2]]
@@ -144,8 +166,7 @@ def test_a_folder_is_expanded_and_same_names_get_their_own_folders(runner, chels
     Image.open(chelsea_png).save(tmp_path / "b" / "cat.jpg")
     (tmp_path / "b" / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
-    result = runner.invoke(cli, ["explain", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out),
-                                 "-m", "gradient"])
+    result = runner.invoke(cli, ["explain", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(out), "-m", "gradient"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["cat", "cat-2", "summary.json"]
     summary = json.loads((out / "summary.json").read_text())
@@ -219,8 +240,10 @@ def test_internal_errors_are_short_unless_debug(runner, chelsea_png, tmp_path, m
     out = tmp_path / "out"
     result = runner.invoke(cli, ["explain", str(chelsea_png), "-o", str(out)])
     assert result.exit_code == 3
-    assert result.stderr.splitlines() == ["internal error: ZeroDivisionError: a bug",
-                                          "run with --debug for the traceback"]
+    assert result.stderr.splitlines() == [
+        "internal error: ZeroDivisionError: a bug",
+        "run with --debug for the traceback",
+    ]
     for args in (["--debug", "explain", str(chelsea_png)], ["explain", str(chelsea_png), "--debug"]):
         result = runner.invoke(cli, [*args, "-o", str(out)])
         assert result.exit_code == 3
@@ -255,16 +278,21 @@ def test_a_bug_on_one_image_is_reported_and_the_others_complete(runner, chelsea_
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     tail = result.stderr.strip().splitlines()[-3:]
-    assert tail == ["1 of 2 images failed:", f"  {other}: internal error: IndexError: off by one",
-                    "run with --debug for the traceback"]
+    assert tail == [
+        "1 of 2 images failed:",
+        f"  {other}: internal error: IndexError: off by one",
+        "run with --debug for the traceback",
+    ]
     assert sorted(p.name for p in out.iterdir()) == ["chelsea", "summary.json"]
 
 
 def test_warnings_are_printed_once_and_recorded(runner, chelsea_png, tmp_path):
     out = tmp_path / "out"
     # VarGrad is non-negative, so its negative evidence is an all-zero map: a flat-map warning.
-    result = runner.invoke(cli, ["explain", str(chelsea_png), "-o", str(out), "-m", "vargrad", "--evidence",
-                                 "negative", "--n-samples", "2"])
+    result = runner.invoke(
+        cli,
+        ["explain", str(chelsea_png), "-o", str(out), "-m", "vargrad", "--evidence", "negative", "--n-samples", "2"],
+    )
     assert result.exit_code == 0, result.output
     warned = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warned) == 1 and "flat" in warned[0] and str(chelsea_png) in warned[0]

@@ -13,8 +13,20 @@ from saliscope.cli.main import cli
 
 def test_evaluate_writes_json_and_csv_and_prints_flags(runner, chelsea_png, corrupt_jpg, tmp_path):
     out = tmp_path / "eval"
-    result = runner.invoke(cli, ["evaluate", str(chelsea_png), str(corrupt_jpg), "-o", str(out),
-                                 "--method", "gradient,gradcam", "--metrics", "deletion,sparseness,resolution"])
+    result = runner.invoke(
+        cli,
+        [
+            "evaluate",
+            str(chelsea_png),
+            str(corrupt_jpg),
+            "-o",
+            str(out),
+            "--method",
+            "gradient,gradcam",
+            "--metrics",
+            "deletion,sparseness,resolution",
+        ],
+    )
     assert result.exit_code == 1, result.output  # one bad file: the run goes on and reports it
     assert "broken.jpg" in result.output
     # The raw gradient is unstable under 1-px shifts on this model (rank correlation ~0.3): flagged.
@@ -27,8 +39,13 @@ def test_evaluate_writes_json_and_csv_and_prints_flags(runner, chelsea_png, corr
     data = json.loads((out / "metrics.json").read_text())
     method = data["images"][0]["methods"][0]
     assert set(method["metrics"]) == {"deletion", "sparseness", "resolution"}
-    assert {v["check"] for v in method["checks"]["verdicts"]} == {"map", "deletion", "stability", "sanity",
-                                                                   "completeness"}
+    assert {v["check"] for v in method["checks"]["verdicts"]} == {
+        "map",
+        "deletion",
+        "stability",
+        "sanity",
+        "completeness",
+    }
     assert data["failures"][0]["path"].endswith("broken.jpg")
 
 
@@ -41,13 +58,14 @@ def test_evaluate_unknown_metric_is_one_line(runner, chelsea_png, tmp_path):
 
 def test_compare_writes_png_html_json_with_the_measured_chart(runner, chelsea_png, tmp_path):
     out = tmp_path / "cmp"
-    result = runner.invoke(cli, ["compare", str(chelsea_png), "-o", str(out), "--methods", "gradient,gradcam",
-                                 "--timing-runs", "1"])
+    result = runner.invoke(
+        cli, ["compare", str(chelsea_png), "-o", str(out), "--methods", "gradient,gradcam", "--timing-runs", "1"]
+    )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     header = next(line for line in lines if line.startswith("method "))
     assert header.split() == ["method", "time", "detail", "stability", "faithfulness", "sanity", "needs"]
-    table = lines[lines.index(header): lines.index(header) + 3]
+    table = lines[lines.index(header) : lines.index(header) + 3]
     assert [line.split()[0] for line in table[1:]] == ["Gradient", "Grad-CAM"]
     assert all(len(line) <= 100 for line in table)  # one line per method, fits a terminal
     scored = "the one the maps figure shows: Gradient: magnitude (max |RGB|); Grad-CAM: positive part."
@@ -61,8 +79,11 @@ def test_compare_writes_png_html_json_with_the_measured_chart(runner, chelsea_pn
     assert by["gradcam"]["detail_px"] > 16 > by["gradient"]["detail_px"]
     assert by["gradcam"]["stability"] > by["gradient"]["stability"]
     assert by["gradient"]["needs"] == "gradients" and by["gradcam"]["needs"] == "a spatial layer"
-    assert by["gradient"]["scored_on"] == {"reduce": "max-abs", "evidence": "absolute",
-                                           "label": "magnitude (max |RGB|)"}
+    assert by["gradient"]["scored_on"] == {
+        "reduce": "max-abs",
+        "evidence": "absolute",
+        "label": "magnitude (max |RGB|)",
+    }
     assert by["gradcam"]["scored_on"]["evidence"] == "positive" and by["gradient"]["timed_runs"] == 1
     rows = {r["name"]: r for r in data["rows"]}
     assert rows["needs"]["grades"] is None and len(rows["faithfulness"]["grades"]) == 2

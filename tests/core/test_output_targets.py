@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from tiny_models import SmallCNN
 from torch import nn
 
 import saliscope as ss
 from saliscope.core.errors import ModelOutputError, TargetError
-
-from tiny_models import SmallCNN
 
 
 class Seg(nn.Module):
@@ -44,15 +43,17 @@ def test_segmentation_region_defaults_to_the_predicted_pixels_and_says_when_empt
     e = ss.Gradient(Seg().eval()).explain(x, target=ss.SegmentationTarget(1))
     assert e.attributions[0, :, 2:].abs().sum() == 0 and e.attributions[0, :, :2].abs().sum() > 0
     with pytest.raises(TargetError, match="predicts class 0 nowhere"):
-        ss.Gradient(Seg().eval()).explain(torch.zeros(1, 3, 4, 4) + torch.tensor([0, 0, 1.0]).view(1, 3, 1, 1),
-                                          target=ss.SegmentationTarget(0))
+        ss.Gradient(Seg().eval()).explain(
+            torch.zeros(1, 3, 4, 4) + torch.tensor([0, 0, 1.0]).view(1, 3, 1, 1), target=ss.SegmentationTarget(0)
+        )
 
 
 def test_segmentation_with_torchvision_deeplab_and_gradcam():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
-            weights=None, weights_backbone=None, num_classes=3, aux_loss=False).eval()
+            weights=None, weights_backbone=None, num_classes=3, aux_loss=False
+        ).eval()
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     mask = torch.zeros(64, 64, dtype=torch.bool)
     mask[10:30, 20:40] = True
@@ -105,7 +106,8 @@ def test_box_target_on_torchvision_faster_rcnn():
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = torchvision.models.detection.fasterrcnn_mobilenet_v3_large_320_fpn(
-            weights=None, weights_backbone=None, num_classes=3, box_score_thresh=0.0).eval()
+            weights=None, weights_backbone=None, num_classes=3, box_score_thresh=0.0
+        ).eval()
     x = torch.rand(1, 3, 160, 160, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         det = model(x)[0]
@@ -145,7 +147,7 @@ def test_output_target_picks_the_scores_of_a_dict_or_tuple():
     assert predicted.target.batch_size == 2
     with pytest.raises(ModelOutputError, match=r"returned a dict.*OutputTarget\('logits'\)"):
         ss.Gradient(model).explain(x, target=0)
-    with pytest.raises(ModelOutputError, match="no entry 'scores'.*'logits', 'features'"):
+    with pytest.raises(ModelOutputError, match=r"no entry 'scores'.*'logits', 'features'"):
         ss.Gradient(model).explain(x, target=ss.OutputTarget("scores", ss.ClassTarget(0)))
 
 
@@ -154,4 +156,6 @@ def test_per_image_targets_and_several_classes():
     x = torch.randn(3, 3, 8, 8)
     e = ss.GradCAM(model).explain(x, target=[0, 3, 1])
     for i, c in enumerate([0, 3, 1]):
-        torch.testing.assert_close(e.attributions[i : i + 1], ss.GradCAM(model).explain(x[i : i + 1], target=c).attributions)
+        torch.testing.assert_close(
+            e.attributions[i : i + 1], ss.GradCAM(model).explain(x[i : i + 1], target=c).attributions
+        )

@@ -43,10 +43,18 @@ def test_files_and_metadata(pair) -> None:
     meta = json.loads((data.root / "dataset.json").read_text())
     assert meta["classes"] == ["normal", "pneumonia"] and meta["shortcut_class"] == "pneumonia"
     assert meta["box"] == list(data.artefact.box(SIZE)) and meta["seed"] == 5
-    assert meta["artefact"] == {"kind": "square", "position": "bottom-right", "size": 0.25, "colour": [255, 0, 0],
-                                "text": "R"}
-    assert (data.train, data.test, data.test_swapped) == (data.root / "train", data.root / "test",
-                                                          data.root / "test_swapped")
+    assert meta["artefact"] == {
+        "kind": "square",
+        "position": "bottom-right",
+        "size": 0.25,
+        "colour": [255, 0, 0],
+        "text": "R",
+    }
+    assert (data.train, data.test, data.test_swapped) == (
+        data.root / "train",
+        data.root / "test",
+        data.root / "test_swapped",
+    )
 
 
 def test_box_geometry() -> None:
@@ -69,11 +77,13 @@ def test_the_artefact_is_exactly_at_its_box_in_its_colour(pair) -> None:
     for split in ("train", "test"):
         marked = _pictures(data.root / split / "pneumonia")
         plain = _pictures(control.root / split / "pneumonia")
-        for with_it, without in zip(marked, plain):
+        for with_it, without in zip(marked, plain, strict=True):
             assert (with_it[y0:y1, x0:x1] == (255, 0, 0)).all()
             np.testing.assert_array_equal(with_it[~inside], without[~inside])  # nothing else changed
         # the other class is untouched: byte for byte the control's pictures
-        for a, b in zip(_pictures(data.root / split / "normal"), _pictures(control.root / split / "normal")):
+        for a, b in zip(
+            _pictures(data.root / split / "normal"), _pictures(control.root / split / "normal"), strict=True
+        ):
             np.testing.assert_array_equal(a, b)
 
 
@@ -88,7 +98,7 @@ def test_control_has_no_artefact(pair) -> None:
                 assert img[..., 0].max() == img[..., 1].max() == img[..., 2].max()  # grey film, no red anywhere
                 assert (img[..., 0] == img[..., 1]).all()
     # the control's swapped test is its test
-    for a, b in zip(_pictures(control.test / "normal"), _pictures(control.test_swapped / "normal")):
+    for a, b in zip(_pictures(control.test / "normal"), _pictures(control.test_swapped / "normal"), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -96,7 +106,7 @@ def test_swapped_test_moves_the_artefact_to_the_other_class(pair) -> None:
     data, _ = pair
     inside = data.artefact.mask(SIZE)
     for name, expect in (("normal", True), ("pneumonia", False)):
-        for swapped, test in zip(_pictures(data.test_swapped / name), _pictures(data.test / name)):
+        for swapped, test in zip(_pictures(data.test_swapped / name), _pictures(data.test / name), strict=True):
             assert (swapped[inside] == (255, 0, 0)).all() == expect
             assert (test[inside] == (255, 0, 0)).all() != expect
             np.testing.assert_array_equal(swapped[~inside], test[~inside])  # the same pictures
@@ -104,14 +114,26 @@ def test_swapped_test_moves_the_artefact_to_the_other_class(pair) -> None:
 
 def test_three_classes_swap_onto_every_other_class(tmp_path: Path) -> None:
     art = Artefact(kind="stripe", position="left", size=0.125, colour=(0, 255, 0))
-    data = make_shortcut_dataset(tmp_path, classes=("a", "b", "c"), shortcut_class="b", artefact=art,
-                                 n_train=1, n_test=1, image_size=SIZE)
+    data = make_shortcut_dataset(
+        tmp_path, classes=("a", "b", "c"), shortcut_class="b", artefact=art, n_train=1, n_test=1, image_size=SIZE
+    )
     band = data.artefact_mask()
-    has = {(s, c): bool((_read(data.root / s / c / f"{c}_0000.png")[band] == (0, 255, 0)).all())
-           for s in ("train", "test", "test_swapped") for c in "abc"}
-    assert has == {("train", "a"): False, ("train", "b"): True, ("train", "c"): False,
-                   ("test", "a"): False, ("test", "b"): True, ("test", "c"): False,
-                   ("test_swapped", "a"): True, ("test_swapped", "b"): False, ("test_swapped", "c"): True}
+    has = {
+        (s, c): bool((_read(data.root / s / c / f"{c}_0000.png")[band] == (0, 255, 0)).all())
+        for s in ("train", "test", "test_swapped")
+        for c in "abc"
+    }
+    assert has == {
+        ("train", "a"): False,
+        ("train", "b"): True,
+        ("train", "c"): False,
+        ("test", "a"): False,
+        ("test", "b"): True,
+        ("test", "c"): False,
+        ("test_swapped", "a"): True,
+        ("test_swapped", "b"): False,
+        ("test_swapped", "c"): True,
+    }
 
 
 def test_tag_strokes_lie_inside_the_box(tmp_path: Path) -> None:
@@ -139,13 +161,23 @@ def test_same_seed_same_bytes_other_seed_other_pictures(tmp_path: Path) -> None:
     files = sorted(p.relative_to(a.root) for p in a.root.rglob("*") if p.is_file())
     assert len(files) == 1 + 2 * (2 + 1 + 1)
     assert all((a.root / f).read_bytes() == (b.root / f).read_bytes() for f in files)
-    assert (a.train / "normal" / "normal_0000.png").read_bytes() != (c.train / "normal" / "normal_0000.png").read_bytes()
+    assert (a.train / "normal" / "normal_0000.png").read_bytes() != (
+        c.train / "normal" / "normal_0000.png"
+    ).read_bytes()
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(kind="circle"), dict(position="middle"), dict(kind="stripe", position="centre"), dict(size=0.0),
-     dict(size=1.5), dict(colour=(300, 0, 0)), dict(position=(0.5, 2.0)), dict(kind="tag", text=" ")],
+    [
+        dict(kind="circle"),
+        dict(position="middle"),
+        dict(kind="stripe", position="centre"),
+        dict(size=0.0),
+        dict(size=1.5),
+        dict(colour=(300, 0, 0)),
+        dict(position=(0.5, 2.0)),
+        dict(kind="tag", text=" "),
+    ],
 )
 def test_bad_artefacts_name_the_fix(kwargs: dict) -> None:
     with pytest.raises(InputError) as info:

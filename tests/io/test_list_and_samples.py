@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fakes import deny_listing
 from PIL import Image
 
-from fakes import deny_listing
 from saliscope.io import list_images, sample_images
 
 

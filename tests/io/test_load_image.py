@@ -308,6 +308,6 @@ def test_file_in_a_folder_that_cannot_be_searched(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(Path, "stat", stat)
     assert list_images([path]) == [path]  # kept, so that load_image can say what is wrong
-    with pytest.raises(ImageError, match="no permission to reach .*photo.png") as info:
+    with pytest.raises(ImageError, match=r"no permission to reach .*photo\.png") as info:
         load_image(path)
     assert "permissions of the folders" in info.value.fix

@@ -5,15 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tiny_models import SmallCNN
 from torch import nn
 
 import saliscope as ss
 from saliscope.core.errors import InputError, MethodError
 from saliscope.methods.cam import (
-    AblationCAM, EigenCAM, GradCAM, GradCAMPlusPlus, GuidedGradCAM, HiResCAM, LayerCAM, ScoreCAM, XGradCAM,
+    AblationCAM,
+    EigenCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    GuidedGradCAM,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
 )
-
-from tiny_models import SmallCNN
 
 FC = torch.tensor([[2.0, -1.0], [-1.0, 3.0]])
 BIAS = torch.tensor([0.5, 0.0])
@@ -46,8 +53,9 @@ def gap():
 @pytest.fixture
 def a():
     """A fixed 2-channel 3×3 input (= the layer's activations), with both signs."""
-    return torch.tensor([[[1.0, 2.0, 0.0], [0.0, 4.0, 1.0], [3.0, 0.0, 1.0]],
-                         [[0.0, 1.0, 2.0], [2.0, 0.0, 0.0], [1.0, 5.0, -1.0]]]).unsqueeze(0)
+    return torch.tensor(
+        [[[1.0, 2.0, 0.0], [0.0, 4.0, 1.0], [3.0, 0.0, 1.0]], [[0.0, 1.0, 2.0], [2.0, 0.0, 0.0], [1.0, 5.0, -1.0]]]
+    ).unsqueeze(0)
 
 
 @pytest.mark.parametrize("c", [0, 1])
@@ -209,7 +217,7 @@ def test_several_classes_share_one_forward_pass():
     model = SmallCNN().eval()
     x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
     many = GradCAM(model).explain_each(x, [0, 1, 3])
-    for e, c in zip(many, [0, 1, 3]):
+    for e, c in zip(many, [0, 1, 3], strict=True):
         torch.testing.assert_close(e.attributions, GradCAM(model).explain(x, target=c).attributions)
         assert e.target.classes.tolist() == [c, c] and e.params["targets_in_call"] == 3
     # the layer probe (1 sample), 1 forward of the batch, 3 backwards

@@ -1,9 +1,9 @@
+import pytest
 import torch
 from torch import nn
 
 import saliscope as ss
 from saliscope.core.errors import MethodError
-import pytest
 
 
 def test_gradient_of_linear_model_is_its_weights(linear, batch):
@@ -120,7 +120,7 @@ class ViewsItsInput(torch.nn.Module):
 
 
 def test_model_that_views_its_input_gets_a_contiguous_input(batch):
-    from saliscope.methods import memory_layout
+    from saliscope.core import memory_layout
 
     model = ViewsItsInput().eval()
     x = batch.detach().requires_grad_(True)

@@ -2,9 +2,9 @@ import pytest
 import torch
 
 import saliscope as ss
+from saliscope.core.errors import MethodError
 from saliscope.methods import Blur, Given, UniformNoise, Zero, quadrature
 from saliscope.methods.quadrature import RULES
-from saliscope.core.errors import MethodError
 
 
 @pytest.mark.parametrize("rule", RULES)
@@ -50,7 +50,7 @@ def _slow_ig(model, x, baseline, target, rule, steps):
     alphas, weights = quadrature(rule, steps)
     out = torch.zeros_like(x)
     for i in range(len(x)):
-        for a, w in zip(alphas.tolist(), weights.tolist()):
+        for a, w in zip(alphas.tolist(), weights.tolist(), strict=True):
             p = (baseline[i] + a * (x[i] - baseline[i])).unsqueeze(0).requires_grad_()
             model(p)[0, target].backward()
             out[i] += w * p.grad[0]

@@ -6,14 +6,13 @@ import math
 
 import pytest
 import torch
+from perturbation_models import NoGrad, QuadrantEnergy, positive_share
+from tiny_models import SmallCNN
 
 import saliscope as ss
 from saliscope.core.errors import InputError
 from saliscope.methods.perturbation.fill import replacement_image
 from saliscope.methods.perturbation.rise import RandomMasks
-
-from perturbation_models import NoGrad, QuadrantEnergy, positive_share
-from tiny_models import SmallCNN
 
 
 def image(seed: int = 0, size: int = 16) -> torch.Tensor:
@@ -33,7 +32,7 @@ def slow_occlusion(model, x, k, window, stride, fill):
 
     def starts(size, win, step):
         s = list(range(0, size - win + 1, step))
-        return s + [size - win] if s[-1] + win < size else s
+        return [*s, size - win] if s[-1] + win < size else s
 
     total, count = torch.zeros(x.shape[0], h, w, dtype=torch.float64), torch.zeros(h, w, dtype=torch.float64)
     with torch.no_grad():
@@ -107,13 +106,16 @@ def test_occlusion_default_window_scales_with_the_image(cnn):
     assert ss.Occlusion(cnn).geometry(8, 8) == ((1, 1), (1, 1))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"window": 9}, "larger than the image"),
-    ({"window": 0}, "window must be a positive int"),
-    ({"stride": (2, 0)}, "stride must be"),
-    ({"replacement": "noise"}, "unknown replacement"),
-    ({"replacement": "blur", "blur_sigma": 0}, "blur_sigma"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"window": 9}, "larger than the image"),
+        ({"window": 0}, "window must be a positive int"),
+        ({"stride": (2, 0)}, "stride must be"),
+        ({"replacement": "noise"}, "unknown replacement"),
+        ({"replacement": "blur", "blur_sigma": 0}, "blur_sigma"),
+    ],
+)
 def test_occlusion_bad_parameters_are_clear_errors(cnn, batch, kwargs, match):
     with pytest.raises(InputError, match=match):
         ss.Occlusion(cnn, **kwargs).explain(batch, target=0)
@@ -133,14 +135,15 @@ def test_rise_is_the_papers_formula_when_not_centred(cnn):
     # centring subtracts the mean score times the mask coverage, nothing else
     centred = ss.RISE(cnn, n_masks=40, grid=3, p=0.3, seed=5).explain(x, target=1)
     coverage = masks.sum(0) / (40 * 0.3)
-    torch.testing.assert_close(centred.attributions, expected - scores.mean(1).view(-1, 1, 1, 1) * coverage,
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        centred.attributions, expected - scores.mean(1).view(-1, 1, 1, 1) * coverage, rtol=1e-4, atol=1e-5
+    )
     torch.testing.assert_close(centred.extras["mean_score"], scores.mean(1))
 
 
 def test_rise_masks_are_smooth_shifted_and_kept_with_probability_p():
     masks = RandomMasks(400, 4, 0.5, (32, 32), seed=0)(torch.arange(400))
-    assert masks.shape == (400, 1, 32, 32) and 0 <= float(masks.min()) and float(masks.max()) <= 1
+    assert masks.shape == (400, 1, 32, 32) and float(masks.min()) >= 0 and float(masks.max()) <= 1
     assert abs(float(masks.mean()) - 0.5) < 0.03
     assert not torch.equal(masks[0], masks[1])
 
@@ -165,11 +168,14 @@ def test_rise_seed_gives_identical_maps_and_is_recorded(cnn, batch):
     assert torch.equal(drawn.attributions, again.attributions)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"n_masks": 0}, "n_masks must be an integer >= 1"),
-    ({"p": 1.0}, "strictly between 0 and 1"),
-    ({"grid": 9}, "finer than the 8×8 image"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_masks": 0}, "n_masks must be an integer >= 1"),
+        ({"p": 1.0}, "strictly between 0 and 1"),
+        ({"grid": 9}, "finer than the 8×8 image"),
+    ],
+)
 def test_rise_bad_parameters_are_clear_errors(cnn, batch, kwargs, match):
     with pytest.raises(InputError, match=match):
         ss.RISE(cnn, **kwargs).explain(batch, target=0)
@@ -204,7 +210,7 @@ def test_forward_passes_only_counted_exactly(name, cnn, batch):
 def test_several_targets_share_the_forward_passes(name, cnn, batch):
     both = BUILDERS[name](cnn).explain_each(batch, [0, 3])
     alone = [BUILDERS[name](cnn).explain(batch, target=k) for k in (0, 3)]
-    for shared, single in zip(both, alone):
+    for shared, single in zip(both, alone, strict=True):
         torch.testing.assert_close(shared.attributions, single.attributions, rtol=1e-5, atol=1e-6)
     assert both[0].cost.forward_passes == 3 * ROWS[name]
 

@@ -7,14 +7,13 @@ import math
 
 import pytest
 import torch
+from perturbation_models import Interacting, NoGrad, RegionReader, SuperpixelAdditive, positive_share
 from torch import nn
 
 import saliscope as ss
 from saliscope.core.errors import InputError
 from saliscope.methods.perturbation.coalitions import draw_coalitions, lime_size_law, shapley_size_law
 from saliscope.methods.perturbation.superpixels import superpixels
-
-from perturbation_models import Interacting, NoGrad, RegionReader, SuperpixelAdditive, positive_share
 
 H = W = 12
 
@@ -54,7 +53,7 @@ def exact_shapley(model, x, labels):
             if z[k]:
                 size = sum(z) - 1
                 weight = math.factorial(size) * math.factorial(s - size - 1) / math.factorial(s)
-                phi[:, k] += weight * (v - values[z[:k] + (0,) + z[k + 1 :]])
+                phi[:, k] += weight * (v - values[(*z[:k], 0, *z[k + 1 :])])
     return phi
 
 
@@ -78,8 +77,13 @@ class HighOrder(SuperpixelAdditive):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self.region_means(x)
-        score = (m @ self.a + 2 * m[:, 0] * m[:, 1] * m[:, 2] - 1.5 * m[:, 0] * m[:, 3] * m[:, 4] * m[:, 5]
-                 + 3 * torch.relu(m.sum(1) - 1) - m[:, 2] * m[:, 5])
+        score = (
+            m @ self.a
+            + 2 * m[:, 0] * m[:, 1] * m[:, 2]
+            - 1.5 * m[:, 0] * m[:, 3] * m[:, 4] * m[:, 5]
+            + 3 * torch.relu(m.sum(1) - 1)
+            - m[:, 2] * m[:, 5]
+        )
         return torch.stack([score, -score], dim=1)
 
 
@@ -110,7 +114,9 @@ def test_additive_model_gets_its_superpixel_contributions_back(cls, kwargs):
     e = cls(model, n_samples=60, superpixels=fixed(labels), seed=0, **kwargs).explain(x, target=0)
     contributions = model.region_means(x) * a  # hiding superpixel k (with 0) removes exactly this
     torch.testing.assert_close(e.extras["coefficients"], contributions, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(e.attributions[:, 0], contributions.gather(1, labels.flatten().expand(2, -1)).view(2, H, W))
+    torch.testing.assert_close(
+        e.attributions[:, 0], contributions.gather(1, labels.flatten().expand(2, -1)).view(2, H, W)
+    )
 
 
 def test_lime_ridge_shrinks_towards_zero_but_keeps_the_contributions_order():
@@ -266,14 +272,17 @@ def test_extras_and_cost(cnn, batch):
     torch.testing.assert_close(e.extras["coefficients"].sum(1), full - none, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("cls, kwargs, match", [
-    (ss.LIME, {"n_samples": 0}, "n_samples must be an integer >= 1"),
-    (ss.KernelSHAP, {"n_samples": 1}, "n_samples must be an integer >= 2"),
-    (ss.LIME, {"superpixels": "watershed"}, "unknown superpixel method"),
-    (ss.LIME, {"alpha": -1.0}, "alpha must be >= 0"),
-    (ss.LIME, {"kernel_width": 0.0}, "kernel_width must be > 0"),
-    (ss.KernelSHAP, {"n_superpixels": 0}, "n_superpixels must be"),
-])
+@pytest.mark.parametrize(
+    "cls, kwargs, match",
+    [
+        (ss.LIME, {"n_samples": 0}, "n_samples must be an integer >= 1"),
+        (ss.KernelSHAP, {"n_samples": 1}, "n_samples must be an integer >= 2"),
+        (ss.LIME, {"superpixels": "watershed"}, "unknown superpixel method"),
+        (ss.LIME, {"alpha": -1.0}, "alpha must be >= 0"),
+        (ss.LIME, {"kernel_width": 0.0}, "kernel_width must be > 0"),
+        (ss.KernelSHAP, {"n_superpixels": 0}, "n_superpixels must be"),
+    ],
+)
 def test_bad_parameters_are_clear_errors(cnn, cls, kwargs, match):
     with pytest.raises(InputError, match=match):
         cls(cnn, **kwargs)

@@ -132,8 +132,13 @@ def test_torchvision_vit_uses_multihead_attention_weights():
         assert e.attributions.shape == (2, 1, 32, 32) and torch.isfinite(e.attributions).all()
     e = GradCAM(model).explain(x, target=[0, 2])
     classes = torch.tensor([0, 2])
-    expected = manual_gradcam(model, "encoder.layers.encoder_layer_1.ln_1", x,
-                              lambda out: out.gather(1, classes[:, None])[:, 0], tokens_to_maps(1, 4, 4))
+    expected = manual_gradcam(
+        model,
+        "encoder.layers.encoder_layer_1.ln_1",
+        x,
+        lambda out: out.gather(1, classes[:, None])[:, 0],
+        tokens_to_maps(1, 4, 4),
+    )
     torch.testing.assert_close(e.attributions, expected, rtol=1e-4, atol=1e-6)
     hooks = [len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()]
     assert sum(hooks) == 0
@@ -172,8 +177,9 @@ def _squares(n, g):
 def trained_vit():
     with torch.random.fork_rng():
         torch.manual_seed(1)
-        model = VisionTransformer(img_size=16, patch_size=4, num_classes=2, embed_dim=32, depth=2, num_heads=2,
-                                  mlp_ratio=2.0)
+        model = VisionTransformer(
+            img_size=16, patch_size=4, num_classes=2, embed_dim=32, depth=2, num_heads=2, mlp_ratio=2.0
+        )
     g = torch.Generator().manual_seed(1)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     for _ in range(150):

@@ -7,12 +7,11 @@ import math
 
 import pytest
 import torch
+from tiny_models import SmallCNN
 
 import saliscope as ss
 from saliscope import metrics
 from saliscope.core.views import FlatMapWarning
-
-from tiny_models import SmallCNN
 
 
 def slow_gini(values: list[float]) -> float:

@@ -9,6 +9,9 @@ from dataclasses import fields
 
 import pytest
 import torch
+from faithfulness_models import BLOCK, LEFT, SIDE, TOP, BlockReader, Counting, awkward, block_image, block_mask
+from model_snapshot import assert_same, snapshot
+from tiny_models import Linear, SmallCNN
 
 import saliscope as ss
 from saliscope import metrics
@@ -16,10 +19,6 @@ from saliscope.core.errors import InputError, MethodError, NonFiniteError
 from saliscope.core.views import FlatMapWarning
 from saliscope.methods.baselines import Blur
 from saliscope.metrics.faithfulness import removal_rank, step_counts
-
-from faithfulness_models import BLOCK, LEFT, SIDE, TOP, BlockReader, Counting, awkward, block_image, block_mask
-from model_snapshot import assert_same, snapshot
-from tiny_models import Linear, SmallCNN
 
 N_PIXELS = SIDE * SIDE
 N_BLOCK = BLOCK * BLOCK
@@ -79,8 +78,9 @@ def test_insertion_best_and_worst_are_known():
     torch.testing.assert_close(best.scores[0].double(), counts.clamp(max=N_BLOCK) / N_BLOCK, atol=1e-6, rtol=0)
     assert best.higher_is_better and best.scores[0, 0] == 0 and best.scores[0, -1] == pytest.approx(1.0)
     worst = run(metrics.insertion, -block_mask())
-    torch.testing.assert_close(worst.scores[0].double(), (counts - (N_PIXELS - N_BLOCK)).clamp(min=0) / N_BLOCK,
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        worst.scores[0].double(), (counts - (N_PIXELS - N_BLOCK)).clamp(min=0) / N_BLOCK, atol=1e-6, rtol=0
+    )
     assert best.auc[0] > 0.9 > 0.1 > worst.auc[0]
     assert best.normalized_auc[0] == pytest.approx(float(best.auc[0]))  # the clean score is 1
 
@@ -109,7 +109,7 @@ def slow_deletion(model, x, sal, fill, steps, insert=False):
     curves = []
     for i in range(b):
         with torch.no_grad():
-            cls = int(model(x[i:i + 1]).argmax())
+            cls = int(model(x[i : i + 1]).argmax())
         values = sal[i].flatten().tolist()
         order = sorted(range(n), key=lambda p: (-values[p], p))
         row = []
@@ -132,8 +132,11 @@ def test_deletion_equals_a_slow_loop_on_a_linear_model(replacement, insert):
     x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
     sal = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     sal[0, 0, :2] = 0.5  # ties, broken in raster order by both
-    fill = {"mean": x.mean(dim=(2, 3), keepdim=True).expand_as(x), "constant": torch.full_like(x, 0.25),
-            "blur": Blur(sigma=2.0)(x, model)}[replacement]
+    fill = {
+        "mean": x.mean(dim=(2, 3), keepdim=True).expand_as(x),
+        "constant": torch.full_like(x, 0.25),
+        "blur": Blur(sigma=2.0)(x, model),
+    }[replacement]
     metric = metrics.insertion if insert else metrics.deletion
     curve = metric(model, x, sal, steps=10, replacement=replacement, value=0.25, blur_sigma=2.0, chunk_size=7)
     torch.testing.assert_close(curve.scores, slow_deletion(model, x, sal, fill, 10, insert), atol=1e-6, rtol=1e-5)
@@ -153,7 +156,7 @@ def test_a_100_step_curve_is_batched_not_100_calls(metric):
     sal = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     curve = metric(model, x, sal, steps=100, chunk_size=64)
     rows = 2 * 100  # the clean step is scored once, when the target is bound
-    probe = 2  # one-row passes that fold the batch norm into a private copy (methods/inference_copy.py)
+    probe = 2  # one-row passes that fold the batch norm into a private copy (core/inference_copy.py)
     assert model.calls == 1 + probe + math.ceil(rows / 64) == 7
     assert curve.cost.batches == 7 and curve.cost.forward_passes == 2 + probe + rows
     assert curve.cost.backward_passes == 0 and curve.cost.seconds > 0
@@ -189,14 +192,18 @@ def test_batched_equals_alone_and_seeds_repeat(name):
     x = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(4))
     sal = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(5))
     together = CASES[name](model, x, sal, seed=3)
-    per_sample = [f.name for f in fields(together)
-                  if isinstance(getattr(together, f.name), torch.Tensor) and getattr(together, f.name).shape[0] == 3]
+    per_sample = [
+        f.name
+        for f in fields(together)
+        if isinstance(getattr(together, f.name), torch.Tensor) and getattr(together, f.name).shape[0] == 3
+    ]
     assert "clean_scores" in per_sample and len(per_sample) >= 4
     for i in range(3):
-        alone = CASES[name](model, x[i:i + 1], sal[i:i + 1], seed=3)
+        alone = CASES[name](model, x[i : i + 1], sal[i : i + 1], seed=3)
         for key in per_sample:
-            torch.testing.assert_close(getattr(alone, key), getattr(together, key)[i:i + 1], atol=1e-5, rtol=1e-4,
-                                       equal_nan=True)
+            torch.testing.assert_close(
+                getattr(alone, key), getattr(together, key)[i : i + 1], atol=1e-5, rtol=1e-4, equal_nan=True
+            )
     assert main_values(CASES[name](model, x, sal, seed=3)) == main_values(together)
     json.dumps(together.as_dict())  # JSON-friendly
 
@@ -264,8 +271,9 @@ def test_dict_output_targets_take_the_space_to_their_inner_class():
             return {"logits": self.net(x)}
 
     model, x = DictModel().eval(), torch.randn(1, 3, 8, 8)
-    curve = metrics.deletion(model, x, torch.rand(1, 1, 8, 8), target=ss.OutputTarget("logits", ss.ClassTarget(1)),
-                             steps=4)
+    curve = metrics.deletion(
+        model, x, torch.rand(1, 1, 8, 8), target=ss.OutputTarget("logits", ss.ClassTarget(1)), steps=4
+    )
     with torch.no_grad():
         expected = torch.softmax(model.net(x), 1)[:, 1]
     torch.testing.assert_close(curve.clean_scores, expected)
@@ -281,13 +289,15 @@ def test_faithfulness_correlation_is_one_for_the_exact_contributions_of_a_linear
     # For a linear logit, replacing a subset with 0 lowers the logit by exactly sum(w * x) over it:
     # gradient × input summed over channels is the exact drop, so the correlation is 1.
     e = ss.GradientXInput(model).explain(x, target=1)
-    result = metrics.faithfulness_correlation(model, x, e, n_subsets=20, subset_fraction=0.1,
-                                              replacement="constant", space="logit")
+    result = metrics.faithfulness_correlation(
+        model, x, e, n_subsets=20, subset_fraction=0.1, replacement="constant", space="logit"
+    )
     torch.testing.assert_close(result.score_drops, result.attribution_sums, atol=1e-4, rtol=1e-4)
     assert result.correlation.tolist() == pytest.approx([1.0, 1.0], abs=1e-5)
     assert result.params["subset_size"] == 6 and result.attribution_sums.shape == (2, 20)
-    flipped = metrics.faithfulness_correlation(model, x, -e.attributions, target=1, n_subsets=20,
-                                               subset_fraction=0.1, replacement="constant", space="logit")
+    flipped = metrics.faithfulness_correlation(
+        model, x, -e.attributions, target=1, n_subsets=20, subset_fraction=0.1, replacement="constant", space="logit"
+    )
     assert flipped.correlation.tolist() == pytest.approx([-1.0, -1.0], abs=1e-5)
 
 
@@ -296,8 +306,17 @@ def test_faithfulness_correlation_is_one_for_the_exact_contributions_of_a_linear
 
 def test_hiding_the_block_drops_the_score_by_a_known_amount_and_beats_shifted_regions():
     k = 100 * N_BLOCK / N_PIXELS  # exactly the block
-    result = metrics.counterfactual_removal(BlockReader(), block_image(2), block_mask(2), target=0, k=k,
-                                            n_random=8, replacement="constant", space="logit", seed=4)
+    result = metrics.counterfactual_removal(
+        BlockReader(),
+        block_image(2),
+        block_mask(2),
+        target=0,
+        k=k,
+        n_random=8,
+        replacement="constant",
+        space="logit",
+        seed=4,
+    )
     assert result.drop.tolist() == pytest.approx([1.0, 1.0])  # block mean 1 → 0
     assert result.relative_drop.tolist() == pytest.approx([1.0, 1.0])
     assert result.flipped.tolist() == [True, True]  # class 1 (logit 0.5) now wins
@@ -305,8 +324,9 @@ def test_hiding_the_block_drops_the_score_by_a_known_amount_and_beats_shifted_re
     # Each random region is the block rolled by an offset; its drop is the share of the block it covers.
     offsets = torch.randint(1, N_PIXELS, (8,), generator=torch.Generator().manual_seed(4))
     block = block_mask()[0, 0].bool()
-    overlap = [float((torch.roll(block, (int(o) // SIDE, int(o) % SIDE), (0, 1)) & block).sum()) / N_BLOCK
-               for o in offsets]
+    overlap = [
+        float((torch.roll(block, (int(o) // SIDE, int(o) % SIDE), (0, 1)) & block).sum()) / N_BLOCK for o in offsets
+    ]
     torch.testing.assert_close(result.random_drops, torch.tensor([overlap, overlap]))
     assert bool((result.margin > 0).all()) and result.beats_random.tolist() == [1.0, 1.0]
     assert result.value.tolist() == pytest.approx([1 - sum(overlap) / 8] * 2)
@@ -318,8 +338,9 @@ def test_hiding_the_block_drops_the_score_by_a_known_amount_and_beats_shifted_re
 def test_hiding_a_region_the_model_ignores_changes_nothing():
     outside = torch.zeros(1, 1, SIDE, SIDE)
     outside[:, :, 0:8, 0:8] = 1  # top-left corner, far from the block
-    result = metrics.counterfactual_removal(BlockReader(), block_image(), outside, target=0, k=6.25,
-                                            replacement="constant", space="logit")
+    result = metrics.counterfactual_removal(
+        BlockReader(), block_image(), outside, target=0, k=6.25, replacement="constant", space="logit"
+    )
     assert result.drop.tolist() == [0.0] and result.flipped.tolist() == [False]
 
 
@@ -337,8 +358,12 @@ def test_completeness_gap_of_integrated_gradients():
     torch.testing.assert_close(gap.score_change, change)
     # A planted gap: relative = |gap| / |f(x) - f(x')|.
     from dataclasses import replace
-    planted = replace(e, completeness_gap=torch.tensor([0.5, -1.0]),
-                      extras={"input_scores": torch.tensor([3.0, 1.0]), "baseline_scores": torch.tensor([1.0, 5.0])})
+
+    planted = replace(
+        e,
+        completeness_gap=torch.tensor([0.5, -1.0]),
+        extras={"input_scores": torch.tensor([3.0, 1.0]), "baseline_scores": torch.tensor([1.0, 5.0])},
+    )
     result = metrics.completeness_gap(planted)
     assert result.relative_gap.tolist() == pytest.approx([0.25, 0.25])
     assert result.absolute_gap.tolist() == [0.5, 1.0] and not result.higher_is_better
@@ -387,8 +412,9 @@ def test_errors_name_the_problem_and_the_fix():
 def test_a_flat_map_warns_and_ranks_in_raster_order():
     model, x = BlockReader(), block_image()
     with pytest.warns(FlatMapWarning, match="raster order"):
-        curve = metrics.deletion(model, x, torch.zeros(1, 1, SIDE, SIDE), target=0, steps=32,
-                                 replacement="constant", space="logit")
+        curve = metrics.deletion(
+            model, x, torch.zeros(1, 1, SIDE, SIDE), target=0, steps=32, replacement="constant", space="logit"
+        )
     # Raster order hides rows 0..7 (no block pixel) in the first 8 steps of 32 pixels each, then the block.
     assert curve.scores[0, :9].tolist() == pytest.approx([1.0] * 9)
     assert curve.scores[0, 9].item() == pytest.approx(1 - BLOCK / N_BLOCK)  # row TOP: one block row gone

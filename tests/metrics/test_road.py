@@ -6,12 +6,11 @@ import json
 
 import pytest
 import torch
+from faithfulness_models import BlockReader, block_image, block_mask
 
 from saliscope import metrics
 from saliscope.core.errors import InputError
 from saliscope.metrics.road import noisy_linear_imputation
-
-from faithfulness_models import BlockReader, block_image, block_mask
 
 
 def plane(c: int, h: int, w: int) -> torch.Tensor:
@@ -81,7 +80,11 @@ def test_road_on_the_block_reader_is_known():
 
 def test_road_checks_its_arguments():
     model, x, sal = BlockReader(), block_image(), block_mask()
-    for kwargs, words in [({"percentages": (10, 100)}, "percentage"), ({"percentages": ()}, "no percentages"),
-                          ({"noise": -1.0}, "noise"), ({"percentages": (-5,)}, "percentage")]:
+    for kwargs, words in [
+        ({"percentages": (10, 100)}, "percentage"),
+        ({"percentages": ()}, "no percentages"),
+        ({"noise": -1.0}, "noise"),
+        ({"percentages": (-5,)}, "percentage"),
+    ]:
         with pytest.raises(InputError, match=words):
             metrics.road(model, x, sal, **kwargs)

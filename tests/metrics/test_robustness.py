@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from robustness_models import Energy, LinearImage
 from scipy.stats import spearmanr
 
 import saliscope as ss
+from saliscope import metrics
 from saliscope.core.errors import InputError, MethodError
 from saliscope.core.targets import BoundClasses
 from saliscope.core.views import FlatMapWarning
-from saliscope import metrics
 from saliscope.metrics import avg_sensitivity, consistency, max_sensitivity
 from saliscope.metrics.similarity import evidence_maps, top_k_overlap
-
-from robustness_models import Energy, LinearImage
 
 
 def batch(b: int = 3, c: int = 3, h: int = 8, w: int = 8, seed: int = 2) -> torch.Tensor:
@@ -47,8 +46,9 @@ def test_sensitivity_of_gradient_x_input_matches_the_closed_form():
     assert bool((result.value > 0).all())
     average = avg_sensitivity(ss.GradientXInput(model), x, n_samples=n, radius=radius, seed=7)
     assert average.value.tolist() == pytest.approx(result.distances.mean(1).tolist())
-    linf = max_sensitivity(ss.GradientXInput(model), x, n_samples=n, radius=radius, seed=7, norm="linf",
-                           normalise=False)
+    linf = max_sensitivity(
+        ss.GradientXInput(model), x, n_samples=n, radius=radius, seed=7, norm="linf", normalise=False
+    )
     w0 = model.weight_map(int(classes[0]))[0].double()
     span0 = float(x[0].max() - x[0].min())
     expected0 = max(float((w0 * radius * span0 * unit[j]).abs().max()) for j in range(n))
@@ -135,11 +135,17 @@ def test_consistency_of_a_fixed_map_is_its_agreement_with_itself_moved():
     classes = model(x).argmax(1)
     for i in range(2):
         m = evidence_maps(model.weight_map(int(classes[i])), "absolute")[0, 0]
-        pairs = {"noise": (m, m), "shift1": (m[:-1, :-1], m[1:, 1:]), "shift2": (m[:-2, :-2], m[2:, 2:]),
-                 "hflip": (m, m.flip(-1))}
+        pairs = {
+            "noise": (m, m),
+            "shift1": (m[:-1, :-1], m[1:, 1:]),
+            "shift2": (m[:-2, :-2], m[2:, 2:]),
+            "hflip": (m, m.flip(-1)),
+        }
         for t, name in enumerate(result.transforms):
             a, b = pairs[name]
-            assert float(result.spearman[t, i]) == pytest.approx(spearmanr(a.flatten(), b.flatten()).statistic, abs=1e-6)
+            assert float(result.spearman[t, i]) == pytest.approx(
+                spearmanr(a.flatten(), b.flatten()).statistic, abs=1e-6
+            )
             assert float(result.iou[t, i]) == pytest.approx(float(top_k_overlap(a[None], b[None], k=10)[0]))
     assert result.spearman[0].tolist() == pytest.approx([1.0, 1.0])
     assert bool((result.spearman[3] < 0.5).all())
@@ -172,12 +178,15 @@ def test_bad_arguments_are_clear_errors(cnn):
         consistency(ss.Gradient(cnn), x, top_k=0.0)
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda g, x: metrics.max_sensitivity(g, x, n_samples=2.5), "n_samples must be a whole number"),
-    (lambda g, x: metrics.avg_sensitivity(g, x, radius="a"), "radius must be a number > 0"),
-    (lambda g, x: metrics.consistency(g, x, noise="a"), "noise must be a number >= 0"),
-    (lambda g, x: metrics.effective_resolution(g.explain(x), energy_share=2), "energy_share must be a number > 0"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda g, x: metrics.max_sensitivity(g, x, n_samples=2.5), "n_samples must be a whole number"),
+        (lambda g, x: metrics.avg_sensitivity(g, x, radius="a"), "radius must be a number > 0"),
+        (lambda g, x: metrics.consistency(g, x, noise="a"), "noise must be a number >= 0"),
+        (lambda g, x: metrics.effective_resolution(g.explain(x), energy_share=2), "energy_share must be a number > 0"),
+    ],
+)
 def test_wrong_argument_types_are_one_clear_error(call, match) -> None:
     model = LinearImage(h=8, w=8).eval()
     x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -196,8 +205,10 @@ def test_a_clean_explanation_at_hand_is_reused_not_made_again() -> None:
     torch.testing.assert_close(reused.spearman, fresh.spearman)
     assert reused.cost.backward_passes == fresh.cost.backward_passes - e.cost.backward_passes
     stages = randomisation_stages(model)[:1]
-    fresh, reused = (model_randomisation(g, x, e.target, stages=stages),
-                     model_randomisation(g, x, e.target, stages=stages, clean=e))
+    fresh, reused = (
+        model_randomisation(g, x, e.target, stages=stages),
+        model_randomisation(g, x, e.target, stages=stages, clean=e),
+    )
     torch.testing.assert_close(reused.spearman_abs, fresh.spearman_abs)
     assert reused.cost.backward_passes == fresh.cost.backward_passes - e.cost.backward_passes
     with pytest.raises(InputError, match="clean= must be the explainer's Explanation of this very batch"):

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from robustness_models import LinearImage, Sobel
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
+from tiny_models import SmallCNN
 
 import saliscope as ss
 from saliscope.core.errors import InputError, MethodError
 from saliscope.metrics import model_randomisation, random_logit, randomisation_stages, randomised_copies
 from saliscope.metrics.sanity import Stage, reinitialise
 from saliscope.metrics.similarity import evidence_maps
-
-from robustness_models import LinearImage, Sobel
-from tiny_models import SmallCNN
 
 
 def batch(b: int = 2, h: int = 8, w: int = 8, seed: int = 2) -> torch.Tensor:
@@ -75,12 +74,17 @@ def test_randomised_copies_change_exactly_their_stages_and_never_the_users_model
     assert_unchanged(model, before)
     assert torch.equal(torch.get_rng_state(), rng)  # reset_parameters ran on a forked, seeded RNG
     # Seeded: again the same weights; stage i draws the same weights in either order.
-    again = [{n: p.detach().clone() for n, p in t.model.named_parameters()}
-             for _, t in randomised_copies(ss.Gradient(model), order=order, seed=5)]
-    for a, b in zip(seen, again):
+    again = [
+        {n: p.detach().clone() for n, p in t.model.named_parameters()}
+        for _, t in randomised_copies(ss.Gradient(model), order=order, seed=5)
+    ]
+    for a, b in zip(seen, again, strict=True):
         assert all(torch.equal(a[n], b[n]) for n in a)
-    other = dict(randomised_copies(ss.Gradient(model), order="independent" if order == "cascading" else "cascading",
-                                   seed=5, stages=["fc"]))
+    other = dict(
+        randomised_copies(
+            ss.Gradient(model), order="independent" if order == "cascading" else "cascading", seed=5, stages=["fc"]
+        )
+    )
     assert torch.equal(next(iter(other.values())).model.fc.weight, seen[0]["fc.weight"])
 
 
@@ -89,7 +93,7 @@ def test_reinitialise_uses_the_modules_own_init_and_a_normal_draw_for_the_rest()
     fresh = SmallCNN()
     reinitialise(fresh, Stage("fc", ("fc.weight", "fc.bias")), seed=0)
     # nn.Linear's own init: uniform within ±1/sqrt(fan_in)
-    assert float(fresh.fc.weight.detach().abs().max()) <= 6 ** -0.5 and not torch.equal(fresh.fc.weight, model.fc.weight)
+    assert float(fresh.fc.weight.detach().abs().max()) <= 6**-0.5 and not torch.equal(fresh.fc.weight, model.fc.weight)
     # One parameter of a module alone: its module's reset would touch the other one, so it gets a normal draw.
     lone = SmallCNN()
     reinitialise(lone, Stage("fc.weight", ("fc.weight",)), seed=0)
@@ -101,7 +105,7 @@ def test_reinitialise_uses_the_modules_own_init_and_a_normal_draw_for_the_rest()
 def test_a_model_built_from_the_same_small_seed_still_gets_new_weights(seed):
     torch.manual_seed(seed)  # the user's habit: the stage seeds are offset, so this is not the stream reused
     model = torch.nn.Sequential(torch.nn.Linear(16, 4))
-    (_, twin), = randomised_copies(ss.Gradient(model), seed=seed)
+    ((_, twin),) = randomised_copies(ss.Gradient(model), seed=seed)
     a, b = model[0].weight.detach().flatten(), twin.model[0].weight.detach().flatten()
     assert abs(float(torch.corrcoef(torch.stack([a, b]))[0, 1])) < 0.5
 
@@ -179,12 +183,15 @@ def test_randomisation_numbers_match_a_slow_recomputation():
         for i in range(2):
             a, b = clean.attributions[i], randomised[i]
             assert float(result.spearman_abs[s, i]) == pytest.approx(
-                spearmanr(a.abs().sum(0).flatten(), b.abs().sum(0).flatten()).statistic, abs=1e-9)
+                spearmanr(a.abs().sum(0).flatten(), b.abs().sum(0).flatten()).statistic, abs=1e-9
+            )
             assert float(result.spearman_signed[s, i]) == pytest.approx(
-                spearmanr(a.sum(0).flatten(), b.sum(0).flatten()).statistic, abs=1e-9)
+                spearmanr(a.sum(0).flatten(), b.sum(0).flatten()).statistic, abs=1e-9
+            )
             unit = [(m - m.min()) / (m.max() - m.min()) for m in (a.abs().sum(0).double(), b.abs().sum(0).double())]
             assert float(result.ssim[s, i]) == pytest.approx(
-                structural_similarity(unit[0].numpy(), unit[1].numpy(), data_range=1.0), abs=1e-6)
+                structural_similarity(unit[0].numpy(), unit[1].numpy(), data_range=1.0), abs=1e-6
+            )
     assert result.cost.backward_passes == 2 * 4
     assert [row["stage"] for row in result.as_dict()["stages"]] == ["fc", "conv2", "conv1+bn"]
     assert torch.equal(result.value, result.spearman_abs.mean(0)) and result.higher_is_better is False
@@ -201,10 +208,13 @@ def test_random_logit_compares_with_the_seeded_other_class():
     assert result.random_classes.tolist() == [r + int(c <= r) for c in classes.tolist()]
     assert bool((result.random_classes != result.classes).all())
     for i in range(3):
-        own, other = (evidence_maps(model.weight_map(int(c)), "signed")[0, 0]
-                      for c in (result.classes[i], result.random_classes[i]))
-        assert float(result.spearman_signed[i]) == pytest.approx(spearmanr(own.flatten(), other.flatten()).statistic,
-                                                                 abs=1e-6)
+        own, other = (
+            evidence_maps(model.weight_map(int(c)), "signed")[0, 0]
+            for c in (result.classes[i], result.random_classes[i])
+        )
+        assert float(result.spearman_signed[i]) == pytest.approx(
+            spearmanr(own.flatten(), other.flatten()).statistic, abs=1e-6
+        )
     alone = [random_logit(ss.Gradient(model), x[i : i + 1], seed=3) for i in range(3)]
     assert [int(a.random_classes[0]) for a in alone] == result.random_classes.tolist()
     assert random_logit(Sobel(model), x).spearman_abs.tolist() == pytest.approx([1.0] * 3)  # blind to the class

@@ -20,7 +20,7 @@ def test_spearman_matches_scipy_also_with_ties():
     a, b = maps(0), maps(1)
     a[0, 0, :3] = 0.0  # ties share their average rank
     b = b.round(decimals=0)  # many ties
-    expected = [spearmanr(x.flatten(), y.flatten()).statistic for x, y in zip(a, b)]
+    expected = [spearmanr(x.flatten(), y.flatten()).statistic for x, y in zip(a, b, strict=True)]
     assert spearman(a, b).tolist() == pytest.approx(expected, abs=1e-12)
 
 
@@ -45,7 +45,7 @@ def test_ssim_matches_scikit_image_on_unit_range_maps_and_ignores_scale():
         t = t.double().numpy()
         return (t - t.min()) / (t.max() - t.min())
 
-    expected = [structural_similarity(unit(x[0]), unit(y[0]), data_range=1.0) for x, y in zip(a, b)]
+    expected = [structural_similarity(unit(x[0]), unit(y[0]), data_range=1.0) for x, y in zip(a, b, strict=True)]
     assert ssim(a, b).tolist() == pytest.approx(expected, abs=1e-12)
     assert ssim(a, a.double() * 1e-6 + 4).tolist() == pytest.approx([1.0] * 3)
     small = maps(6, h=4, w=5)  # the window shrinks to 3×3 for tiny maps

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import shared_objects as model_fixtures
 import pytest
+import shared_objects as model_fixtures
 import timm
 import torch
 from torch import Tensor, nn
@@ -70,9 +70,7 @@ def test_default_labels(default_model: nn.Module) -> None:
     assert labels[281] == "tabby" and labels[285] == "Egyptian cat"
 
 
-def test_default_preprocess_fits_the_weights_batchnorm_statistics(
-    default_model: nn.Module, samples: dict
-) -> None:
+def test_default_preprocess_fits_the_weights_batchnorm_statistics(default_model: nn.Module, samples: dict) -> None:
     """Why mean = std = 0.5: the stem BatchNorm's running statistics fit inputs normalised that way.
 
     Measured (median Gaussian KL between per-channel input statistics and running statistics over the

@@ -6,8 +6,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-import shared_objects as model_fixtures
 import pytest
+import shared_objects as model_fixtures
 import torch
 from torch import nn
 
@@ -177,7 +177,8 @@ def test_state_dict_without_arch_says_which_flag(tmp_path: Path, timm_model: nn.
     torch.save(timm_model.state_dict(), path)
     with pytest.raises(ModelLoadError, match="only weights") as info:
         load_model(path)
-    assert "--arch timm:resnet18" in info.value.fix
+    assert "--arch timm:resnet18" in info.value.cli_fix
+    assert "arch='timm:resnet18'" in info.value.fix
 
 
 def test_wrong_arch_names_the_keys(tmp_path: Path, timm_model: nn.Module) -> None:

@@ -19,7 +19,7 @@ def test_output_shape_dtype_and_values() -> None:
     pre = Preprocess()
     x = pre(photo(451, 300, (255, 128, 0)))
     assert x.shape == (1, 3, 224, 224) and x.dtype == torch.float32
-    expected = [(v / 255 - m) / s for v, m, s in zip((255, 128, 0), IMAGENET_MEAN, IMAGENET_STD)]
+    expected = [(v / 255 - m) / s for v, m, s in zip((255, 128, 0), IMAGENET_MEAN, IMAGENET_STD, strict=True)]
     assert torch.allclose(x[0, :, 100, 100], torch.tensor(expected), atol=1e-5)
     assert torch.allclose(x.amin((0, 2, 3)), x.amax((0, 2, 3)))  # a flat photo stays flat
 

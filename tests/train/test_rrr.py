@@ -87,7 +87,7 @@ def test_penalty_gradient_reaches_the_weights_double_backprop() -> None:
     x, y, mask = _batch()
     params = dict(model.named_parameters())
     penalty = rrr_terms(model, x, y, mask).penalty
-    grads = dict(zip(params, torch.autograd.grad(penalty, list(params.values()))))
+    grads = dict(zip(params, torch.autograd.grad(penalty, list(params.values())), strict=True))
     eps = 1e-6
     for name, index in (("conv.weight", (1, 2, 0, 1)), ("fc.weight", (2, 3)), ("conv.bias", (0,))):
         p = params[name]

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
+from faithfulness_models import BlockReader, block_image, block_mask
+from model_snapshot import assert_same, snapshot
+from robustness_models import LinearImage, Sobel
 from torch import nn
 
 import saliscope as ss
@@ -11,9 +16,6 @@ from saliscope.core.cost import Cost
 from saliscope.core.explanation import Explanation
 from saliscope.trust import CHECKS, Thresholds, check, judge, measure
 from saliscope.trust.checks import shifted_maps
-from faithfulness_models import BlockReader, block_image, block_mask
-from model_snapshot import assert_same, snapshot
-from robustness_models import LinearImage, Sobel
 
 
 def _explanation(maps: torch.Tensor, like: Explanation) -> Explanation:
@@ -43,7 +45,7 @@ def test_deletion_check_passes_the_perfect_map_and_fails_the_inverted_one() -> N
     assert "no better than the same map moved to random places" in inverted["deletion"].reason
     # The value judged is the map's normalised deletion AUC minus chance's; the threshold is -margin.
     found = measure(_explanation(block_mask(2), e), model, x, checks="deletion")
-    margins = tuple(a - c for a, c in zip(found.deletion_auc, found.random_deletion_auc))
+    margins = tuple(a - c for a, c in zip(found.deletion_auc, found.random_deletion_auc, strict=True))
     assert perfect["deletion"].values == margins and all(v < 0 for v in margins)
     assert perfect["deletion"].threshold == 0.0 and all(v > 0 for v in inverted["deletion"].values)
     strict = judge(found, checks="deletion", thresholds=Thresholds(deletion_margin=-min(margins) + 0.01))
@@ -56,7 +58,7 @@ def test_chance_maps_are_the_map_moved_not_changed() -> None:
     for other in moved:
         assert not torch.equal(other, m)
         assert torch.equal(other.flatten(1).sort(dim=1).values, m.flatten(1).sort(dim=1).values)
-    assert all(torch.equal(a, b) for a, b in zip(moved, shifted_maps(m, 3, seed=1)))
+    assert all(torch.equal(a, b) for a, b in zip(moved, shifted_maps(m, 3, seed=1), strict=True))
 
 
 def test_sanity_flags_an_edge_detector_and_passes_the_gradient() -> None:
@@ -123,7 +125,7 @@ def test_every_check_leaves_the_model_as_found_also_when_it_fails_half_way() -> 
 
     calls = {"n": 0}
 
-    def fail_on_fifth(module, inputs):  # noqa: ANN001
+    def fail_on_fifth(module, inputs):
         calls["n"] += 1
         if calls["n"] == 5:
             raise RuntimeError("boom")
@@ -131,10 +133,8 @@ def test_every_check_leaves_the_model_as_found_also_when_it_fails_half_way() -> 
     handle = model.register_forward_pre_hook(fail_on_fifth)
     try:
         before = snapshot(model)
-        try:
+        with contextlib.suppress(RuntimeError):
             check(g.explain(x, 0), model, x, explainer=g, checks=CHECKS)
-        except RuntimeError:
-            pass
         assert_same(before, snapshot(model))
     finally:
         handle.remove()
@@ -171,8 +171,10 @@ def test_known_results_are_reused_and_give_the_same_verdicts() -> None:
         "sanity": model_randomisation(g, x, e.target, stages=[group]),
     }
     checks = ("deletion", "stability", "sanity")
-    fresh, reused = measure(e, model, x, explainer=g, checks=checks), measure(e, model, x, explainer=g, checks=checks,
-                                                                            known=known)
+    fresh, reused = (
+        measure(e, model, x, explainer=g, checks=checks),
+        measure(e, model, x, explainer=g, checks=checks, known=known),
+    )
     for field_name in ("deletion_auc", "random_deletion_auc", "shift_rank_correlation", "randomised_rank_correlation"):
         assert getattr(reused, field_name) == pytest.approx(getattr(fresh, field_name), abs=1e-6), field_name
     # Only the chance maps' deletion curves were run again: 3 curves, no explanations.

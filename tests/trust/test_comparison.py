@@ -8,20 +8,20 @@ from typing import ClassVar
 
 import pytest
 import torch
+from faithfulness_models import BlockReader, block_image, block_mask
+from model_snapshot import assert_same, snapshot
+from robustness_models import LinearImage, Sobel
 from torch import nn
 
 import saliscope as ss
-from saliscope.core.errors import InputError
 from saliscope.core.cost import Cost, CostMeter
+from saliscope.core.errors import InputError
 from saliscope.core.targets import BoundTarget
 from saliscope.methods.base import Attribution, Explainer
 from saliscope.trust import Band, Comparison, Grading, MethodResult, Thresholds, compare_methods
 from saliscope.trust import comparison as comparison_module
 from saliscope.trust.checks import CheckReport
 from saliscope.viz import display_hint
-from faithfulness_models import BlockReader, block_image, block_mask
-from model_snapshot import assert_same, snapshot
-from robustness_models import LinearImage, Sobel
 
 FAST = Thresholds(deletion_steps=16, deletion_random_maps=2)
 
@@ -32,7 +32,13 @@ FAST = Thresholds(deletion_steps=16, deletion_random_maps=2)
 def test_band_lower_is_better_includes_its_boundaries_and_says_n_a_for_missing_values() -> None:
     band = Band(1.0, 10.0)
     assert [band.grade(v) for v in (0.0, 1.0, 1.001, 10.0, 10.001, 1e6)] == [
-        "good", "good", "moderate", "moderate", "poor", "poor"]
+        "good",
+        "good",
+        "moderate",
+        "moderate",
+        "poor",
+        "poor",
+    ]
     assert band.grade(None) == "n/a" and band.grade(float("nan")) == "n/a"
     assert band.rule(" s") == "good ≤ 1 s, moderate ≤ 10 s, poor > 10 s"
 
@@ -40,7 +46,13 @@ def test_band_lower_is_better_includes_its_boundaries_and_says_n_a_for_missing_v
 def test_band_higher_is_better_includes_its_boundaries() -> None:
     band = Band(0.8, 0.5, higher_is_better=True)
     assert [band.grade(v) for v in (1.0, 0.8, 0.799, 0.5, 0.499, -1.0)] == [
-        "good", "good", "moderate", "moderate", "poor", "poor"]
+        "good",
+        "good",
+        "moderate",
+        "moderate",
+        "poor",
+        "poor",
+    ]
     assert band.grade(float("nan")) == "n/a" and band.grade(None) == "n/a"
     assert band.rule() == "good ≥ 0.8, moderate ≥ 0.5, poor < 0.5"
 
@@ -60,18 +72,41 @@ def test_default_grading_directions_and_cut_offs() -> None:
 def _result(name: str, channels: int = 1, **numbers: float) -> MethodResult:
     e = ss.Gradient(BlockReader()).explain(block_image(), 0)
     e = type(e)(torch.zeros(1, channels, 4, 4), e.target, name, {}, Cost(1, 0, 1, 0.01, None))
-    values = dict(seconds=0.05, timed_runs=3, detail_px=1.0, stability=0.32, shift_rank_correlation=0.3,
-                  deletion_auc=0.2, insertion_auc=0.23, randomised_rank_correlation=0.37)
+    values = dict(
+        seconds=0.05,
+        timed_runs=3,
+        detail_px=1.0,
+        stability=0.32,
+        shift_rank_correlation=0.3,
+        deletion_auc=0.2,
+        insertion_auc=0.23,
+        randomised_rank_correlation=0.37,
+    )
     values.update(numbers)
-    return MethodResult(name=name, explanation=e, view=display_hint(name), needs="gradients",
-                        report=CheckReport(name, ()), metrics_cost=Cost(0, 0, 0, 0.0, None), **values)
+    return MethodResult(
+        name=name,
+        explanation=e,
+        view=display_hint(name),
+        needs="gradients",
+        report=CheckReport(name, ()),
+        metrics_cost=Cost(0, 0, 0, 0.0, None),
+        **values,
+    )
 
 
 def test_rows_have_the_exact_cells_and_grades_of_the_numbers() -> None:
     gradient = _result("gradient", channels=3)
-    gradcam = _result("gradcam", seconds=12.0, timed_runs=1, detail_px=37.34, stability=0.96,
-                      shift_rank_correlation=0.957, deletion_auc=0.24, insertion_auc=0.65,
-                      randomised_rank_correlation=float("nan"))
+    gradcam = _result(
+        "gradcam",
+        seconds=12.0,
+        timed_runs=1,
+        detail_px=37.34,
+        stability=0.96,
+        shift_rank_correlation=0.957,
+        deletion_auc=0.24,
+        insertion_auc=0.65,
+        randomised_rank_correlation=float("nan"),
+    )
     rows = {r.name: r for r in Comparison((gradient, gradcam), Grading(), Thresholds(), timing_runs=3).rows()}
     assert list(rows) == ["time (s / image)", "finest detail (px)", "stability", "faithfulness", "sanity", "needs"]
     time_row = rows["time (s / image)"]
@@ -118,8 +153,14 @@ def test_the_perfect_map_is_faithful_and_the_inverted_one_is_not() -> None:
     model, x = BlockReader(), block_image()
     before = snapshot(model)
     inverted = 1 - block_mask()  # every pixel but the block: the block is removed last, restored last
-    result = compare_methods(model, x, {"perfect": Fixed(model, block_mask()), "inverted": Fixed(model, inverted)},
-                             0, thresholds=FAST, timing_runs=1)
+    result = compare_methods(
+        model,
+        x,
+        {"perfect": Fixed(model, block_mask()), "inverted": Fixed(model, inverted)},
+        0,
+        thresholds=FAST,
+        timing_runs=1,
+    )
     perfect, away = result.results
     assert perfect.faithfulness > 0.3 and result.rows()[3].grades[0] == "good"
     assert perfect.deletion_auc < away.deletion_auc and perfect.insertion_auc > away.insertion_auc
@@ -132,14 +173,19 @@ def test_the_perfect_map_is_faithful_and_the_inverted_one_is_not() -> None:
 def test_each_method_is_scored_on_the_map_it_is_shown_as() -> None:
     model, x = BlockReader(), block_image()
     against = -block_mask().expand(1, 3, -1, -1)  # strongly against the class on the block, in every channel
-    explainers = {"as gradient": Fixed(model, against, name="gradient"),  # shown as a magnitude
-                  "as occlusion": Fixed(model, against, name="occlusion")}  # shown signed
+    explainers = {
+        "as gradient": Fixed(model, against, name="gradient"),  # shown as a magnitude
+        "as occlusion": Fixed(model, against, name="occlusion"),
+    }  # shown signed
     magnitude, signed = compare_methods(model, x, explainers, 0, thresholds=FAST, timing_runs=1).results
     assert (magnitude.view.reduce, magnitude.view.evidence) == ("max-abs", "absolute")
     assert magnitude.faithfulness > 0.3 and signed.faithfulness < 0  # the magnitude puts the block first
     assert torch.equal(magnitude.shown_map(), block_mask())
-    assert magnitude.as_dict()["scored_on"] == {"reduce": "max-abs", "evidence": "absolute",
-                                                "label": "magnitude (max |RGB|)"}
+    assert magnitude.as_dict()["scored_on"] == {
+        "reduce": "max-abs",
+        "evidence": "absolute",
+        "label": "magnitude (max |RGB|)",
+    }
     # The deletion flag judged that same map: the magnitude beats chance, the signed map does not.
     assert magnitude.report["deletion"].status == "pass" and signed.report["deletion"].status == "fail"
 
@@ -147,8 +193,9 @@ def test_each_method_is_scored_on_the_map_it_is_shown_as() -> None:
 def test_an_explainer_that_ignores_the_model_gets_a_poor_sanity_grade_and_the_gradient_a_good_one() -> None:
     model = LinearImage(h=16, w=16).eval()
     x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
-    result = compare_methods(model, x, {"sobel": Sobel(model), "gradient": ss.Gradient(model)}, 1,
-                             thresholds=FAST, timing_runs=1)
+    result = compare_methods(
+        model, x, {"sobel": Sobel(model), "gradient": ss.Gradient(model)}, 1, thresholds=FAST, timing_runs=1
+    )
     sobel, gradient = result.results
     assert sobel.randomised_rank_correlation > 0.99 and gradient.randomised_rank_correlation < 0.5
     assert list(result.rows()[4].grades) == ["poor", "good"]
@@ -175,8 +222,16 @@ def test_time_is_the_fastest_run_after_a_warm_up() -> None:
     model, x = BlockReader(), block_image()
     sleepy = Sleepy(model, [0.25, 0.3, 0.04, 0.2])  # warm-up, then three timed runs: 0.04 s is the least disturbed
     seen: list[str] = []
-    result = compare_methods(model, x, {"sleepy": sleepy}, 0, thresholds=FAST, timing_runs=3,
-                             on_method=seen.append, on_result=lambda r: seen.append(f"{r.name} done"))
+    result = compare_methods(
+        model,
+        x,
+        {"sleepy": sleepy},
+        0,
+        thresholds=FAST,
+        timing_runs=3,
+        on_method=seen.append,
+        on_result=lambda r: seen.append(f"{r.name} done"),
+    )
     r = result.results[0]
     assert 0.04 <= r.seconds < 0.2 and r.timed_runs == 3
     assert seen == ["sleepy", "sleepy done"] and r.elapsed_s >= 0.25 + 0.3 + 0.04 + 0.2
@@ -209,7 +264,7 @@ def test_sanity_compares_the_shown_signed_map_not_its_magnitude() -> None:
     method = ss.GradientXInput(model)  # shown signed: the channel sum of W ⊙ x
     r = compare_methods(model, x, {"gxi": method}, 1, thresholds=FAST, timing_runs=1).results[0]
     assert (r.view.reduce, r.view.evidence) == ("sum", "signed")
-    (_, twin), = randomised_copies(method, randomisation_stages(model)[:1], seed=0)
+    ((_, twin),) = randomised_copies(method, randomisation_stages(model)[:1], seed=0)
     before, after = method.explain(x, 1).saliency(), twin.explain(x, 1).saliency()
     assert r.randomised_rank_correlation == pytest.approx(float(spearman(before, after)[0]))
     assert abs(float(spearman(before.abs(), after.abs())[0]) - r.randomised_rank_correlation) > 0.05

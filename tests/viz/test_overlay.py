@@ -104,8 +104,9 @@ def test_a_fixed_scale_compares_maps_by_colour():
     m = torch.zeros(224, 224)
     m[:, :100] = 1.0
     # Own scale: a map and half of it look the same. A fixed scale keeps the half fainter.
-    assert np.array_equal(np.asarray(overlay(grey(224, 224), m, signed=False)),
-                          np.asarray(overlay(grey(224, 224), m / 2, signed=False)))
+    assert np.array_equal(
+        np.asarray(overlay(grey(224, 224), m, signed=False)), np.asarray(overlay(grey(224, 224), m / 2, signed=False))
+    )
     full = changed(overlay(grey(224, 224), m, signed=False, vmax=1.0), grey(224, 224))[10, 20]
     half = changed(overlay(grey(224, 224), m / 2, signed=False, vmax=1.0), grey(224, 224))[10, 20]
     clipped = changed(overlay(grey(224, 224), m * 3, signed=False, vmax=1.0), grey(224, 224))[10, 20]

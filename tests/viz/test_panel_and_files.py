@@ -20,8 +20,12 @@ def test_panel_is_one_row_with_a_colourbar_per_kind_and_leaves_matplotlib_alone(
     backend = matplotlib.get_backend()
     image = Image.new("RGB", (451, 300), (120, 100, 90))
     g = torch.linspace(-1, 1, 224).repeat(224, 1)
-    fig = panel(image, [("A", g.abs(), False), ("B", g.abs() ** 2, False), ("C", g, True)],
-                crop_box=(94.0, 18.75, 357.0, 281.25), title="a title")
+    fig = panel(
+        image,
+        [("A", g.abs(), False), ("B", g.abs() ** 2, False), ("C", g, True)],
+        crop_box=(94.0, 18.75, 357.0, 281.25),
+        title="a title",
+    )
     assert isinstance(fig, Figure)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert titles[1:] == ["A", "B", "C"]
@@ -61,10 +65,9 @@ def test_written_files_have_ordinary_permissions(tmp_path):
 
 def test_a_failing_writer_leaves_no_file_and_no_temp_file(tmp_path):
     target = tmp_path / "out" / "x.bin"
-    with pytest.raises(RuntimeError):
-        with atomic_write(target) as f:
-            f.write(b"half of it")
-            raise RuntimeError("interrupted")
+    with pytest.raises(RuntimeError), atomic_write(target) as f:
+        f.write(b"half of it")
+        raise RuntimeError("interrupted")
     assert not target.exists()
     assert list(target.parent.iterdir()) == []
 
@@ -72,10 +75,9 @@ def test_a_failing_writer_leaves_no_file_and_no_temp_file(tmp_path):
 def test_a_failing_writer_keeps_the_previous_version(tmp_path):
     target = tmp_path / "x.json"
     save_json({"v": 1}, target)
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_write(target) as f:
-            f.write(b'{"v": 2')
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_write(target) as f:
+        f.write(b'{"v": 2')
+        raise KeyboardInterrupt
     assert json.loads(target.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
 

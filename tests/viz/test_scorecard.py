@@ -7,7 +7,13 @@ import re
 import pytest
 
 from saliscope.viz.scorecard import (
-    GRADE_COLOURS, UNGRADED_COLOUR, ScoreRow, blocks_of, figure_png, scorecard_figure, scorecard_html,
+    GRADE_COLOURS,
+    UNGRADED_COLOUR,
+    ScoreRow,
+    blocks_of,
+    figure_png,
+    scorecard_figure,
+    scorecard_html,
 )
 
 METHODS = ["gradcam", "scorecam"]
@@ -23,9 +29,15 @@ def _texts(figure) -> list[str]:
 
 
 def test_html_is_self_contained_and_carries_values_grades_details_and_flags() -> None:
-    page = scorecard_html(METHODS, ROWS, title="chelsea <cat>", subtitles=["scored on: positive part"] * 2,
-                          figures=[("maps", b"\x89PNG fake")], notes=["time: fastest of 3 runs"],
-                          flags=[("gradcam", "fail", "map barely changes when the model is randomised")])
+    page = scorecard_html(
+        METHODS,
+        ROWS,
+        title="chelsea <cat>",
+        subtitles=["scored on: positive part"] * 2,
+        figures=[("maps", b"\x89PNG fake")],
+        notes=["time: fastest of 3 runs"],
+        flags=[("gradcam", "fail", "map barely changes when the model is randomised")],
+    )
     assert "chelsea &lt;cat&gt;" in page  # escaped
     assert page.count(f"background:{GRADE_COLOURS['poor']}") == 1
     assert ">6.5<small>once</small><small>poor</small>" in page
@@ -49,11 +61,27 @@ def test_an_ungraded_row_is_neutral_and_says_it_is_not_graded() -> None:
 
 
 def test_figure_draws_every_cell_and_heading() -> None:
-    figure = scorecard_figure(METHODS, ROWS, title="t", subtitles=["positive part", "signed"],
-                              footnotes=["Flag, gradcam: sanity"])
+    figure = scorecard_figure(
+        METHODS, ROWS, title="t", subtitles=["positive part", "signed"], footnotes=["Flag, gradcam: sanity"]
+    )
     joined = "\n".join(_texts(figure))
-    for cell in ("0.02", "6.5", "32", "n/a", "good", "poor", "moderate", "gradcam", "scorecam", "time (s)",
-                 "min of 3", "positive part", "signed", "Flag, gradcam: sanity", "not graded"):
+    for cell in (
+        "0.02",
+        "6.5",
+        "32",
+        "n/a",
+        "good",
+        "poor",
+        "moderate",
+        "gradcam",
+        "scorecam",
+        "time (s)",
+        "min of 3",
+        "positive part",
+        "signed",
+        "Flag, gradcam: sanity",
+        "not graded",
+    ):
         assert cell in joined
     # Each heading and cell is a text of its own (a footnote naming "gradcam" is not its heading).
     texts = _texts(figure)
@@ -73,8 +101,13 @@ def test_title_is_centred_on_the_figure_and_the_width_is_the_one_asked_for() -> 
 
 
 def test_long_row_names_and_rules_stay_in_the_label_column() -> None:
-    long = ScoreRow("sanity", ["0.37"], ["good"], "good ≤ 0.5, moderate ≤ 0.8, poor > 0.8",
-                    "rank corr. left after re-initialising the top 3 stages of the model")
+    long = ScoreRow(
+        "sanity",
+        ["0.37"],
+        ["good"],
+        "good ≤ 0.5, moderate ≤ 0.8, poor > 0.8",
+        "rank corr. left after re-initialising the top 3 stages of the model",
+    )
     figure = scorecard_figure(["Gradient"], [long], label_width=3.0)
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()

@@ -22,7 +22,25 @@ from .store import AuditStore
 from .verdicts import ClassVerdict, RegionFinding, Thresholds, judge
 
 __all__ = [
-    "AuditOutcome", "AuditSettings", "AuditStats", "AuditStore", "BatchResult", "ClassAnalysis", "ClassVerdict",
-    "Folder", "Item", "Region", "RegionFinding", "Thresholds", "Welford", "analyse", "audit_batch", "judge",
-    "mass_view", "records_of", "run_audit", "scan_image_folder", "standard_regions",
+    "AuditOutcome",
+    "AuditSettings",
+    "AuditStats",
+    "AuditStore",
+    "BatchResult",
+    "ClassAnalysis",
+    "ClassVerdict",
+    "Folder",
+    "Item",
+    "Region",
+    "RegionFinding",
+    "Thresholds",
+    "Welford",
+    "analyse",
+    "audit_batch",
+    "judge",
+    "mass_view",
+    "records_of",
+    "run_audit",
+    "scan_image_folder",
+    "standard_regions",
 ]

@@ -73,8 +73,10 @@ def mass_view(method: str, evidence: Evidence | None = None) -> tuple[Reduction,
     hint = display_hint(method)
     wanted = evidence or ("positive" if hint.evidence == "signed" else hint.evidence)
     if wanted == "signed":
-        raise InputError("an audit measures saliency mass, which needs non-negative maps",
-                         "use evidence 'positive', 'negative' or 'absolute'")
+        raise InputError(
+            "an audit measures saliency mass, which needs non-negative maps",
+            "use evidence 'positive', 'negative' or 'absolute'",
+        )
     hint = hint.with_evidence(wanted)
     return hint.reduce, hint.evidence
 
@@ -126,8 +128,11 @@ def audit_batch(
         maps=grid_sums(table, grid).cpu(),
         masses=masses,
         classes=classes.detach().to("cpu", torch.long),
-        scores=(torch.full((len(flat),), float("nan"), dtype=torch.float64) if scores is None
-                else scores.detach().to("cpu", torch.float64)),
+        scores=(
+            torch.full((len(flat),), float("nan"), dtype=torch.float64)
+            if scores is None
+            else scores.detach().to("cpu", torch.float64)
+        ),
         flat=flat,
         pixels=None if preprocess is None else model_view(images, preprocess, view_size),
         regions=tuple(regions),

@@ -55,19 +55,23 @@ def scan_image_folder(root: str | os.PathLike[str]) -> Folder:
     if not base.exists():
         raise InputError(f"data folder not found: {base}", "check the path")
     if not base.is_dir():
-        raise InputError(f"{base} is a file, not a data folder",
-                         "pass a folder with one sub-folder of images per class (ImageFolder layout)")
+        raise InputError(
+            f"{base} is a file, not a data folder",
+            "pass a folder with one sub-folder of images per class (ImageFolder layout)",
+        )
     try:
         entries = sorted(base.iterdir())
     except OSError as exc:
-        raise InputError(f"cannot list the data folder {base} ({exc.strerror or exc})",
-                         "check the folder's permissions") from exc
+        raise InputError(
+            f"cannot list the data folder {base} ({exc.strerror or exc})", "check the folder's permissions"
+        ) from exc
     folders = [e for e in entries if e.is_dir() and not e.name.startswith(".")]
     loose = [e for e in entries if e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES and not e.name.startswith(".")]
     if not folders:
         found = f"{len(loose)} images but no class sub-folders" if loose else "no class sub-folders"
-        raise InputError(f"{base} holds {found}",
-                         "put each class's images in a sub-folder named after it (DATA_DIR/<class>/<image>)")
+        raise InputError(
+            f"{base} holds {found}", "put each class's images in a sub-folder named after it (DATA_DIR/<class>/<image>)"
+        )
     classes, items, ignored = [], [], []
     for folder in folders:
         found_items = _walk(base, folder, ignored)
@@ -79,8 +83,9 @@ def scan_image_folder(root: str | os.PathLike[str]) -> Folder:
     for path in loose:
         ignored.append((path.name, "image outside any class folder"))
     if not items:
-        raise InputError(f"no images found in the class folders of {base}",
-                         "put images (.jpg, .png, ...) in DATA_DIR/<class>/")
+        raise InputError(
+            f"no images found in the class folders of {base}", "put images (.jpg, .png, ...) in DATA_DIR/<class>/"
+        )
     return Folder(base, tuple(classes), tuple(items), tuple(ignored))
 
 
@@ -130,7 +135,7 @@ def load_batch(items: Sequence[Item], preprocess: Preprocess) -> LoadedBatch:
         except SaliscopeError as exc:
             failed.append((item, " ".join(str(exc).split())))
             continue
-        except Exception as exc:  # noqa: BLE001 - one odd file must not end an audit of thousands
+        except Exception as exc:
             failed.append((item, f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"))
             continue
         ok.append(item)
@@ -142,7 +147,9 @@ def load_batch(items: Sequence[Item], preprocess: Preprocess) -> LoadedBatch:
 def visible_share(preprocess: Preprocess, width: int, height: int) -> float:
     """The share of a ``width × height`` image's area that survives the centre crop (1: all of it)."""
     left, top, right, bottom = preprocess.crop_box(width, height)
-    return max(0.0, min(right, width) - max(left, 0.0)) * max(0.0, min(bottom, height) - max(top, 0.0)) / (width * height)
+    return (
+        max(0.0, min(right, width) - max(left, 0.0)) * max(0.0, min(bottom, height) - max(top, 0.0)) / (width * height)
+    )
 
 
 def crop_warnings(pre: Preprocess) -> list[str]:
@@ -150,10 +157,12 @@ def crop_warnings(pre: Preprocess) -> list[str]:
     if pre.resize <= pre.size:
         return []
     cut = (pre.resize - pre.size) / 2 / pre.resize
-    return [f"the model's preprocessing resizes to {pre.resize} and centre-crops {pre.size}×{pre.size}: the outer"
-            f" {cut:.0%} of each side of a square image (more of a long side) is never seen, so a shortcut"
-            f" there cannot be found — pass --no-crop to resize to {pre.size} without cropping square images (in"
-            f" Python: preprocess=dataclasses.replace(model.preprocess, resize={pre.size}))"]
+    return [
+        f"the model's preprocessing resizes to {pre.resize} and centre-crops {pre.size}×{pre.size}: the outer"
+        f" {cut:.0%} of each side of a square image (more of a long side) is never seen, so a shortcut"
+        f" there cannot be found — pass --no-crop to resize to {pre.size} without cropping square images (in"
+        f" Python: preprocess=dataclasses.replace(model.preprocess, resize={pre.size}))"
+    ]
 
 
 def seen_warnings(seen: dict[str, float]) -> list[str]:
@@ -161,5 +170,7 @@ def seen_warnings(seen: dict[str, float]) -> list[str]:
     visible share (see :func:`visible_share`)."""
     if seen["images"] == 0 or seen["mean"] >= 0.999:
         return []
-    return [f"{seen['cropped']} of {seen['images']} images were cropped by the preprocessing to fit the model's"
-            f" square input; on average {1 - seen['mean']:.0%} of an image's area was never seen"]
+    return [
+        f"{seen['cropped']} of {seen['images']} images were cropped by the preprocessing to fit the model's"
+        f" square input; on average {1 - seen['mean']:.0%} of an image's area was never seen"
+    ]

@@ -44,8 +44,12 @@ def spot_region(mean_map: np.ndarray, *, sides: Sequence[float], input_size: tup
     found: list[tuple[float, float, Region]] = []
     for side in sides:
         r0, r1, c0, c1 = best_window(mean_map, max(1, round(side * grid)))
-        box = (c0 * width // grid / width, r0 * height // grid / height,
-               c1 * width // grid / width, r1 * height // grid / height)
+        box = (
+            c0 * width // grid / width,
+            r0 * height // grid / height,
+            c1 * width // grid / width,
+            r1 * height // grid / height,
+        )
         region = Region("spot", box, "spot")
         area = region.area(height, width)
         found.append((excess(float(mean_map[r0:r1, c0:c1].sum()), area), area, region))
@@ -90,7 +94,7 @@ def analyse(
         grid_map = decode_map(record["map"], grid)
         light = {k: record.get(k) for k in ("key", "explained", "score", "map")}
         scan.add(label, record["key"], masses, grid_map, light)
-        for w, k in zip(values[label], candidates[label]):
+        for w, k in zip(values[label], candidates[label], strict=True):
             w.add(np.float64(k.mass(masses, grid_map)))
 
     out = []
@@ -99,16 +103,29 @@ def analyse(
         findings: list[RegionFinding] = []
         if name in candidates:
             described = [*regions, spots[name]]
-            for region, tally, w in zip(described, scan.tallies[name], values[name]):
-                findings.append(RegionFinding(
-                    name=region.name, kind=region.kind, box=region.box, outside=region.outside,
-                    area=tally.candidate.area, mass=float(w.mean), spread=float(w.std()),
-                    share=tally.concentrated / max(measured, 1),
-                    others=_others(stats, name, tally.candidate),
-                    histogram=tuple(int(v) for v in tally.histogram),
-                ))
-        verdict = judge(name, images=s.images, measured=measured, findings=tuple(findings), thresholds=thresholds,
-                        input_size=input_size)
+            for region, tally, w in zip(described, scan.tallies[name], values[name], strict=True):
+                findings.append(
+                    RegionFinding(
+                        name=region.name,
+                        kind=region.kind,
+                        box=region.box,
+                        outside=region.outside,
+                        area=tally.candidate.area,
+                        mass=float(w.mean),
+                        spread=float(w.std()),
+                        share=tally.concentrated / max(measured, 1),
+                        others=_others(stats, name, tally.candidate),
+                        histogram=tuple(int(v) for v in tally.histogram),
+                    )
+                )
+        verdict = judge(
+            name,
+            images=s.images,
+            measured=measured,
+            findings=tuple(findings),
+            thresholds=thresholds,
+            input_size=input_size,
+        )
         suspicious: tuple[Ranked, ...] = ()
         if verdict.lead is not None:
             lead = [f.name for f in findings].index(verdict.lead.name)

@@ -73,8 +73,8 @@ def check_box(box: Sequence[float], *, what: str = "region") -> Box:
 
 def _snap(low: float, high: float, n: int) -> tuple[int, int]:
     """Fractions → whole pixel indices ``[a, b)``, never empty."""
-    a = min(max(int(round(low * n)), 0), n - 1)
-    b = min(max(int(round(high * n)), a + 1), n)
+    a = min(max(round(low * n), 0), n - 1)
+    b = min(max(round(high * n), a + 1), n)
     return a, b
 
 

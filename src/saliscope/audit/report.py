@@ -31,14 +31,13 @@ from ..viz.overlay import overlay
 from .dataset import Folder
 from .findings import ClassAnalysis
 from .regions import Box
+from .settings import AuditSettings
 from .stats import MASS_BINS, AuditStats
 from .store import decode_map
 from .verdicts import RegionFinding
 
 if TYPE_CHECKING:
     from torch import nn
-
-    from .runner import AuditSettings
 
 SUMMARY = "summary.json"
 REPORT = "report.html"
@@ -73,37 +72,62 @@ def build_summary(
     for a in analyses:
         v = a.verdict
         s = stats.per_class[v.name]
-        classes.append({
-            "name": v.name,
-            "status": v.status,
-            "line": v.line,
-            "images": v.images,
-            "measured": v.measured,
-            "flat": s.flat,
-            "accuracy": None if s.judged == 0 else s.correct / s.judged,
-            "flagged": list(v.flagged),
-            "lead": None if v.lead is None else v.lead.name,
-            "regions": [_finding(f, settings) for f in v.findings],
-            "mean_map": _rounded(s.maps.mean) if s.maps.count else None,
-            "std_map": _rounded(s.maps.std()) if s.maps.count else None,
-            "suspicious": [{"key": r.key, "mass": r.mass, "explained": r.record.get("explained"),
-                            "score": r.record.get("score")} for r in a.suspicious],
-        })
+        classes.append(
+            {
+                "name": v.name,
+                "status": v.status,
+                "line": v.line,
+                "images": v.images,
+                "measured": v.measured,
+                "flat": s.flat,
+                "accuracy": None if s.judged == 0 else s.correct / s.judged,
+                "flagged": list(v.flagged),
+                "lead": None if v.lead is None else v.lead.name,
+                "regions": [_finding(f, settings) for f in v.findings],
+                "mean_map": _rounded(s.maps.mean) if s.maps.count else None,
+                "std_map": _rounded(s.maps.std()) if s.maps.count else None,
+                "suspicious": [
+                    {
+                        "key": r.key,
+                        "mass": r.mass,
+                        "explained": r.record.get("explained"),
+                        "score": r.record.get("score"),
+                    }
+                    for r in a.suspicious
+                ],
+            }
+        )
     return {
         "saliscope_version": __version__,
         "data_dir": config["data_dir"],
-        "model": {"name": config["model"], "spec": model_spec, "input_size": preprocess.size,
-                  "labels": len(getattr(model, "labels", None) or ()) or None,
-                  "preprocess": config["preprocess"]},
+        "model": {
+            "name": config["model"],
+            "spec": model_spec,
+            "input_size": preprocess.size,
+            "labels": len(getattr(model, "labels", None) or ()) or None,
+            "preprocess": config["preprocess"],
+        },
         "method": config["method"],
         "method_params": config["method_params"],
         "target": config["target"],
-        "settings": {"grid": settings.grid, "border": settings.border, "corner": settings.corner,
-                     "spot": list(settings.spot), "region": None if settings.region is None else list(settings.region),
-                     "evidence": settings.evidence, "top_n": settings.top_n, "limit": settings.limit,
-                     "thresholds": settings.thresholds.as_dict()},
-        "images": {"found": len(folder.items), "audited": stats.images, "failed": len(failures),
-                   "flat": sum(s.flat for s in stats.per_class.values()), "ignored": len(folder.ignored)},
+        "settings": {
+            "grid": settings.grid,
+            "border": settings.border,
+            "corner": settings.corner,
+            "spot": list(settings.spot),
+            "region": None if settings.region is None else list(settings.region),
+            "evidence": settings.evidence,
+            "top_n": settings.top_n,
+            "limit": settings.limit,
+            "thresholds": settings.thresholds.as_dict(),
+        },
+        "images": {
+            "found": len(folder.items),
+            "audited": stats.images,
+            "failed": len(failures),
+            "flat": sum(s.flat for s in stats.per_class.values()),
+            "ignored": len(folder.ignored),
+        },
         "visibility": seen,
         "verdicts": [a.verdict.line for a in analyses],
         "flagged": [a.verdict.name for a in analyses if a.verdict.status == "shortcut"],
@@ -117,9 +141,22 @@ def build_summary(
 
 def _finding(f: RegionFinding, settings: AuditSettings) -> dict[str, Any]:
     why = f.failed(settings.thresholds)
-    return {"name": f.name, "kind": f.kind, "box": list(f.box), "outside": f.outside, "area": f.area,
-            "mass": f.mass, "spread": f.spread, "excess": f.excess, "share": f.share, "others": f.others,
-            "contrast": f.contrast, "flagged": why is None, "why_not": why, "histogram": list(f.histogram)}
+    return {
+        "name": f.name,
+        "kind": f.kind,
+        "box": list(f.box),
+        "outside": f.outside,
+        "area": f.area,
+        "mass": f.mass,
+        "spread": f.spread,
+        "excess": f.excess,
+        "share": f.share,
+        "others": f.others,
+        "contrast": f.contrast,
+        "flagged": why is None,
+        "why_not": why,
+        "histogram": list(f.histogram),
+    }
 
 
 def _rounded(a: np.ndarray) -> list[list[float]]:
@@ -130,7 +167,11 @@ def _rounded(a: np.ndarray) -> list[list[float]]:
 
 
 def write_outputs(
-    out: Path, summary: dict[str, Any], analyses: list[ClassAnalysis], stats: AuditStats, root: Path,
+    out: Path,
+    summary: dict[str, Any],
+    analyses: list[ClassAnalysis],
+    stats: AuditStats,
+    root: Path,
     preprocess: Preprocess,
 ) -> tuple[Path, Path]:
     """Write ``summary.json`` and ``report.html`` into ``out`` (atomically); returns their paths."""
@@ -144,8 +185,9 @@ def write_outputs(
         with atomic_write(report_path) as handle:
             handle.write(page.encode("utf-8"))
     except OSError as exc:
-        raise SaliscopeError(f"cannot write the audit report in {out}: {exc.strerror or exc}",
-                             "check --out and free disk space") from exc
+        raise SaliscopeError(
+            f"cannot write the audit report in {out}: {exc.strerror or exc}", "check --out and free disk space"
+        ) from exc
     return summary_path, report_path
 
 
@@ -156,7 +198,11 @@ _EVEN_SCALE = 4.0  # mean-map value shown in full colour, in multiples of an eve
 
 
 def render_html(
-    summary: dict[str, Any], analyses: list[ClassAnalysis], stats: AuditStats, root: Path, preprocess: Preprocess,
+    summary: dict[str, Any],
+    analyses: list[ClassAnalysis],
+    stats: AuditStats,
+    root: Path,
+    preprocess: Preprocess,
 ) -> str:
     """The report as one HTML string, pictures embedded."""
     e = html.escape
@@ -168,14 +214,15 @@ def render_html(
         f"<p>Model <code>{e(str(summary['model']['name']))}</code>, method <b>{e(summary['method'])}</b>, explaining"
         f" each image's {'predicted class' if summary['target'] == 'predicted' else 'folder class'};"
         f" {imgs['audited']} images audited, {imgs['failed']} unreadable, {imgs['flat']} with a flat map,"
-        f" {imgs['ignored']} files ignored.</p>")
+        f" {imgs['ignored']} files ignored.</p>"
+    )
     for note in summary["warnings"]:
         parts.append(f"<p class='warn'>warning: {e(note)}</p>")
     parts.append("<h2>Verdicts</h2><ul class='verdicts'>")
     for c in summary["classes"]:
         parts.append(f"<li class='{c['status']}'><a href='#c-{e(c['name'])}'>{e(c['line'])}</a></li>")
     parts.append("</ul>")
-    for a, c in zip(analyses, summary["classes"]):
+    for a, c in zip(analyses, summary["classes"], strict=True):
         parts.append(_class_section(a, c, stats, root, preprocess, size))
     parts.append(_files_section(summary))
     parts.append(_settings_section(summary))
@@ -183,8 +230,9 @@ def render_html(
     return "\n".join(parts)
 
 
-def _class_section(a: ClassAnalysis, c: dict[str, Any], stats: AuditStats, root: Path, preprocess: Preprocess,
-                   size: tuple[int, int]) -> str:
+def _class_section(
+    a: ClassAnalysis, c: dict[str, Any], stats: AuditStats, root: Path, preprocess: Preprocess, size: tuple[int, int]
+) -> str:
     e = html.escape
     v = a.verdict
     s = stats.per_class[v.name]
@@ -198,11 +246,17 @@ def _class_section(a: ClassAnalysis, c: dict[str, Any], stats: AuditStats, root:
         # Mass maps sum to 1 over the grid's cells; times the cell count they read "× an even spread", and
         # one fixed scale for every class lets colour compare classes: an even map stays faint.
         even = float(stats.grid * stats.grid)
-        pictures = [("mean image (the model's view)", base),
-                    (f"mean saliency map (full colour: {_EVEN_SCALE:g}× an even spread)",
-                     _outlined(overlay(base, s.maps.mean * even, signed=False, vmax=_EVEN_SCALE), box, v.lead)),
-                    ("spread over images (same scale)",
-                     _outlined(overlay(base, s.maps.std() * even, signed=False, vmax=_EVEN_SCALE), box, v.lead))]
+        pictures = [
+            ("mean image (the model's view)", base),
+            (
+                f"mean saliency map (full colour: {_EVEN_SCALE:g}× an even spread)",
+                _outlined(overlay(base, s.maps.mean * even, signed=False, vmax=_EVEN_SCALE), box, v.lead),
+            ),
+            (
+                "spread over images (same scale)",
+                _outlined(overlay(base, s.maps.std() * even, signed=False, vmax=_EVEN_SCALE), box, v.lead),
+            ),
+        ]
         out.append("<div class='row'>" + "".join(_figure(img, caption) for caption, img in pictures) + "</div>")
     if v.findings:
         out.append(_region_table(c["regions"], v.lead, size))
@@ -220,17 +274,23 @@ def _class_section(a: ClassAnalysis, c: dict[str, Any], stats: AuditStats, root:
 def _region_table(rows: list[dict[str, Any]], lead: RegionFinding | None, size: tuple[int, int]) -> str:
     """Every region measured, with a bar of its mean mass and a tick at its area (an even map's mass)."""
     e = html.escape
-    out = ["<table><tr><th>region</th><th>area</th><th>mean mass</th><th>mass (bar) vs area (tick)</th>"
-           "<th>spread</th><th>excess</th><th>images concentrating</th><th>other classes</th><th>flags?</th></tr>"]
+    out = [
+        "<table><tr><th>region</th><th>area</th><th>mean mass</th><th>mass (bar) vs area (tick)</th>"
+        "<th>spread</th><th>excess</th><th>images concentrating</th><th>other classes</th><th>flags?</th></tr>"
+    ]
     for r in rows:
         others = "–" if r["others"] is None else f"{r['others']:.1%}"
         flag = "<b>yes</b>" if r["flagged"] else e(r["why_not"] or "")
         mark = " class='lead'" if lead is not None and r["name"] == lead.name else ""
-        bar = (f"<div class='bar'><span style='width:{100 * min(max(r['mass'], 0), 1):.1f}%'></span>"
-               f"<i style='left:{100 * r['area']:.1f}%'></i></div>")
-        out.append(f"<tr{mark}><td>{e(r['name'])}</td><td>{r['area']:.1%}</td><td>{r['mass']:.1%}</td><td>{bar}</td>"
-                   f"<td>{r['spread']:.1%}</td><td>{r['excess']:.2f}</td><td>{r['share']:.0%}</td>"
-                   f"<td>{others}</td><td>{flag}</td></tr>")
+        bar = (
+            f"<div class='bar'><span style='width:{100 * min(max(r['mass'], 0), 1):.1f}%'></span>"
+            f"<i style='left:{100 * r['area']:.1f}%'></i></div>"
+        )
+        out.append(
+            f"<tr{mark}><td>{e(r['name'])}</td><td>{r['area']:.1%}</td><td>{r['mass']:.1%}</td><td>{bar}</td>"
+            f"<td>{r['spread']:.1%}</td><td>{r['excess']:.2f}</td><td>{r['share']:.0%}</td>"
+            f"<td>{others}</td><td>{flag}</td></tr>"
+        )
     out.append("</table>")
     return "".join(out)
 
@@ -242,24 +302,31 @@ def _histogram(lead: RegionFinding) -> str:
     columns = "".join(
         f"<div title='{c} images with {k / MASS_BINS:.0%}–{(k + 1) / MASS_BINS:.0%} in {html.escape(lead.name)}'>"
         f"<span style='height:{100 * c / top:.0f}%'></span><small>{c}</small></div>"
-        for k, c in enumerate(counts))
-    return (f"<p>Images by their own mass in the {html.escape(lead.name)} (tenths, 0% → 100%):</p>"
-            f"<div class='hist'>{columns}</div>")
+        for k, c in enumerate(counts)
+    )
+    return (
+        f"<p>Images by their own mass in the {html.escape(lead.name)} (tenths, 0% → 100%):</p>"
+        f"<div class='hist'>{columns}</div>"
+    )
 
 
-def _thumbnail(key: str, mass: float, record: dict[str, Any], root: Path, preprocess: Preprocess,
-               lead: RegionFinding, grid: int) -> str:
+def _thumbnail(
+    key: str, mass: float, record: dict[str, Any], root: Path, preprocess: Preprocess, lead: RegionFinding, grid: int
+) -> str:
     from ..io import load_image
 
     caption = f"{key} — {mass:.0%} in {lead.name}"
     try:
         view = preprocess.to_pil(preprocess(load_image(root / key)))
     except SaliscopeError as exc:
-        return f"<figure class='missing'><figcaption>{html.escape(caption)}: cannot re-read ({html.escape(str(exc))})</figcaption></figure>"
+        text = f"{html.escape(caption)}: cannot re-read ({html.escape(str(exc))})"
+        return f"<figure class='missing'><figcaption>{text}</figcaption></figure>"
     # Drawn at thumbnail size, small inputs scaled up: the map is resampled smoothly and the outline is thin.
     scale = _THUMB / max(view.size)
-    view = view.resize((max(1, round(view.width * scale)), max(1, round(view.height * scale))),
-                       Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS)
+    view = view.resize(
+        (max(1, round(view.width * scale)), max(1, round(view.height * scale))),
+        Image.Resampling.BICUBIC if scale > 1 else Image.Resampling.LANCZOS,
+    )
     return _figure(_outlined(overlay(view, decode_map(record["map"], grid), signed=False), lead.box, lead), caption)
 
 
@@ -282,8 +349,10 @@ def _figure(image: Image.Image, caption: str) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return (f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (
+        f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def _files_section(summary: dict[str, Any]) -> str:
@@ -291,11 +360,15 @@ def _files_section(summary: dict[str, Any]) -> str:
     out = []
     if summary["failures"]:
         out.append(f"<h2>Unreadable files ({len(summary['failures'])}, skipped)</h2><table>")
-        out.extend(f"<tr><td><code>{e(f['path'])}</code></td><td>{e(f['error'])}</td></tr>" for f in summary["failures"])
+        out.extend(
+            f"<tr><td><code>{e(f['path'])}</code></td><td>{e(f['error'])}</td></tr>" for f in summary["failures"]
+        )
         out.append("</table>")
     if summary["ignored"]:
         out.append(f"<details><summary>Ignored files ({len(summary['ignored'])})</summary><table>")
-        out.extend(f"<tr><td><code>{e(f['path'])}</code></td><td>{e(f['reason'])}</td></tr>" for f in summary["ignored"])
+        out.extend(
+            f"<tr><td><code>{e(f['path'])}</code></td><td>{e(f['reason'])}</td></tr>" for f in summary["ignored"]
+        )
         out.append("</table></details>")
     return "\n".join(out)
 
@@ -312,9 +385,9 @@ def _settings_section(summary: dict[str, Any]) -> str:
         f" a class's fixed spot), and — for the spot only — its mass there beats the other classes' by"
         f" {t['min_contrast']}. Classes with fewer than"
         f" {t['min_images']} usable maps are not judged.</p>"
-        f"<p>Settings: border {s['border']:.0%} of each side, corners {s['corner']:.0%} of each side, edges as deep as a"
-        f" corner, spot windows"
-        f" {', '.join(f'{v:.0%}' for v in s['spot'])} of each side, maps stored on a {s['grid']}×{s['grid']} grid, method parameters"
+        f"<p>Settings: border {s['border']:.0%} of each side, corners {s['corner']:.0%} of each side,"
+        f" edges as deep as a corner, spot windows {', '.join(f'{v:.0%}' for v in s['spot'])} of each side,"
+        f" maps stored on a {s['grid']}×{s['grid']} grid, method parameters"
         f" <code>{e(str(summary['method_params']))}</code>.</p>"
     )
 

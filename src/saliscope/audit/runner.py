@@ -1,7 +1,8 @@
 """The local audit: stream a data folder through :func:`~.batch.audit_batch`, batch by batch, to a verdict.
 
 Reading runs one batch ahead in a background thread (image decoding overlaps the model), results go to
-disk after every batch (:mod:`.store`), the accumulators keep a fixed size per class (:mod:`.stats`), and at the end one streaming pass over the stored results gives the verdicts
+disk after every batch (:mod:`.store`), the accumulators keep a fixed size per class (:mod:`.stats`), and at
+the end one streaming pass over the stored results gives the verdicts
 (:mod:`.findings`) and the report (:mod:`.report`). What grows with the data set is the list of file
 names and the records on disk, never the memory held per image.
 
@@ -12,14 +13,15 @@ each result into records with :func:`records_of`, fold each partition's records 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from torch import Tensor, nn
@@ -28,57 +30,17 @@ from .. import registry
 from ..core.errors import InputError, SaliscopeError, TargetError
 from ..core.model_state import model_device
 from ..core.targets import label_index
-from ..core.views import Evidence
 from ..methods.base import Explainer
 from ..models.preprocess import Preprocess
 from .batch import BatchResult, audit_batch, mass_view
 from .dataset import Item, LoadedBatch, crop_warnings, interleave, load_batch, scan_image_folder, seen_warnings
 from .findings import analyse
-from .regions import Box, Region, standard_regions
+from .regions import Region, standard_regions
 from .report import build_summary, write_outputs
+from .settings import AuditSettings
 from .stats import AuditStats
 from .store import AuditStore, decode_map, encode_map
-from .verdicts import ClassVerdict, Thresholds, method_notes
-
-TargetMode = Literal["predicted", "label"]
-
-
-@dataclass(frozen=True)
-class AuditSettings:
-    """What an audit measures and how.
-
-    Args:
-        method: a registered method name (``saliscope methods``); Grad-CAM by default, one pass per image.
-        target: ``"predicted"`` explains each image's predicted class (what the model decided on);
-            ``"label"`` explains its folder's class, which must then name one of the model's labels.
-        batch_size: images per model call.
-        grid: cells per side of the stored per-image maps and of the mean maps.
-        border: width of the border frame, as a fraction of each side.
-        corner: side of each corner square, as a fraction of the input's side.
-        spot: sides of the fixed-spot windows tried, as fractions of the input's side.
-        region: the user's box ``(x0, y0, x1, y1)`` in fractions of the model's input, or None.
-        evidence: which evidence counts as saliency mass (default: the method's, positive when signed).
-        thresholds: when a region flags a class (:class:`~.verdicts.Thresholds`).
-        top_n: most suspicious images shown per class.
-        limit: audit at most this many images (taken round-robin over classes), or None for all.
-        view_size: side of the mean images.
-        options: options of the method (layer, seed, chunk size, ...).
-    """
-
-    method: str = "gradcam"
-    target: TargetMode = "predicted"
-    batch_size: int = 32
-    grid: int = 16
-    border: float = 0.1
-    corner: float = 0.3
-    spot: tuple[float, ...] = (0.1, 0.2, 0.3)
-    region: Box | None = None
-    evidence: Evidence | None = None
-    thresholds: Thresholds = field(default_factory=Thresholds)
-    top_n: int = 8
-    limit: int | None = None
-    view_size: int = 96
-    options: registry.MethodOptions = field(default_factory=registry.MethodOptions)
+from .verdicts import ClassVerdict, method_notes
 
 
 class Progress(Protocol):
@@ -124,8 +86,10 @@ def run_audit(
     started = time.perf_counter()
     pre = preprocess if preprocess is not None else getattr(model, "preprocess", None)
     if not isinstance(pre, Preprocess):
-        raise InputError("the model carries no saliscope Preprocess (.preprocess)",
-                         "load it with saliscope.load_model(), or pass preprocess=Preprocess(size=..., ...)")
+        raise InputError(
+            "the model carries no saliscope Preprocess (.preprocess)",
+            "load it with saliscope.load_model(), or pass preprocess=Preprocess(size=..., ...)",
+        )
     folder = scan_image_folder(data_dir)
     explainer = explainer if explainer is not None else registry.create(s.method, model, s.options)
     mass_view(explainer.name, s.evidence)  # a signed --evidence fails here, before any work
@@ -153,20 +117,45 @@ def run_audit(
     audited, method_seconds = _stream(todo, context, stats, store, config, progress)
     streamed = time.perf_counter() - streamed
 
-    analyses = analyse(stats, regions, store.records(), thresholds=s.thresholds, spot=s.spot, top_n=s.top_n,
-                       input_size=(pre.size, pre.size))
+    analyses = analyse(
+        stats,
+        regions,
+        store.records(),
+        thresholds=s.thresholds,
+        spot=s.spot,
+        top_n=s.top_n,
+        input_size=(pre.size, pre.size),
+    )
     failures, seen = _tally(store)
     notes = list(crop_warnings(pre)) + method_notes(explainer) + seen_warnings(seen)
     # The stream's time against its explain calls' own: the audit's overhead, measured in one run.
-    run = {"seconds": 0.0, "stream_seconds": streamed, "method_seconds": method_seconds, "audited_now": audited,
-           "resumed": resumed, "batch_size": s.batch_size}
-    summary = build_summary(config=config, folder=folder, stats=stats, analyses=analyses, failures=failures,
-                            seen=seen, warnings=notes, settings=s, run=run, model=model,
-                            model_spec=model_spec, preprocess=pre)
+    run = {
+        "seconds": 0.0,
+        "stream_seconds": streamed,
+        "method_seconds": method_seconds,
+        "audited_now": audited,
+        "resumed": resumed,
+        "batch_size": s.batch_size,
+    }
+    summary = build_summary(
+        config=config,
+        folder=folder,
+        stats=stats,
+        analyses=analyses,
+        failures=failures,
+        seen=seen,
+        warnings=notes,
+        settings=s,
+        run=run,
+        model=model,
+        model_spec=model_spec,
+        preprocess=pre,
+    )
     summary["run"]["seconds"] = time.perf_counter() - started  # up to the report; writing it is not counted
     summary_path, report_path = write_outputs(Path(out), summary, analyses, stats, folder.root, pre)
-    return AuditOutcome(Path(out), summary, summary_path, report_path, [a.verdict for a in analyses], failures,
-                        audited, resumed)
+    return AuditOutcome(
+        Path(out), summary, summary_path, report_path, [a.verdict for a in analyses], failures, audited, resumed
+    )
 
 
 # ----- the loop ---------------------------------------------------------------------------------------
@@ -182,7 +171,11 @@ class _Context:
 
 
 def _stream(
-    todo: list[Item], ctx: _Context, stats: AuditStats, store: AuditStore, config: dict[str, Any],
+    todo: list[Item],
+    ctx: _Context,
+    stats: AuditStats,
+    store: AuditStore,
+    config: dict[str, Any],
     progress: Progress | None,
 ) -> tuple[int, float]:
     """Audit ``todo`` batch by batch; returns how many images were audited and the seconds the method's
@@ -195,7 +188,9 @@ def _stream(
     consistent = True
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="saliscope-audit-read") as pool:
-            pending: Future[LoadedBatch] | None = pool.submit(load_batch, batches[0], ctx.preprocess) if batches else None
+            pending: Future[LoadedBatch] | None = (
+                pool.submit(load_batch, batches[0], ctx.preprocess) if batches else None
+            )
             warmed = False
             for k, batch in enumerate(batches):
                 assert pending is not None
@@ -222,10 +217,8 @@ def _stream(
                     progress.advance(len(batch))
     finally:
         if consistent:
-            try:
+            with contextlib.suppress(Exception):
                 store.checkpoint(stats, config)
-            except Exception:  # noqa: BLE001 - the previous checkpoint stays valid; resume redoes the rest
-                pass
     return audited, method_seconds
 
 
@@ -244,9 +237,7 @@ def _warm(ctx: _Context, loaded: LoadedBatch) -> bool:
     return True
 
 
-def _explain_batch(
-    ctx: _Context, loaded: LoadedBatch, *, setup_works: bool
-) -> tuple[LoadedBatch, BatchResult | None]:
+def _explain_batch(ctx: _Context, loaded: LoadedBatch, *, setup_works: bool) -> tuple[LoadedBatch, BatchResult | None]:
     """The batch's result; when it fails, each image is tried alone so that one image the method cannot
     explain (a model that overflows on it, say) is listed as a failure instead of ending the audit.
 
@@ -268,22 +259,36 @@ def _explain_batch(
             bad.append((item, f"cannot be explained: {' '.join(str(exc).split())}"))
     if not setup_works and not good and len(bad) > 1 and len({reason for _, reason in bad}) == 1:
         raise first
-    kept = LoadedBatch(loaded.images[good] if good else None, tuple(loaded.items[j] for j in good),
-                       tuple(loaded.sizes[j] for j in good), tuple(loaded.seen[j] for j in good),
-                       loaded.failed + tuple(bad))
+    kept = LoadedBatch(
+        loaded.images[good] if good else None,
+        tuple(loaded.items[j] for j in good),
+        tuple(loaded.sizes[j] for j in good),
+        tuple(loaded.seen[j] for j in good),
+        loaded.failed + tuple(bad),
+    )
     return kept, (_explain(ctx, kept.images, kept.items) if kept.images is not None else None)
 
 
 def _explain(ctx: _Context, images: Tensor, items: Sequence[Item]) -> BatchResult:
     s = ctx.settings
     targets = None if s.target == "predicted" else [ctx.label_of[i.label] for i in items]  # type: ignore[index]
-    return audit_batch(ctx.explainer, images.to(model_device(ctx.explainer.model)), regions=ctx.regions,
-                       targets=targets, grid=s.grid, preprocess=ctx.preprocess, view_size=s.view_size,
-                       evidence=s.evidence)
+    return audit_batch(
+        ctx.explainer,
+        images.to(model_device(ctx.explainer.model)),
+        regions=ctx.regions,
+        targets=targets,
+        grid=s.grid,
+        preprocess=ctx.preprocess,
+        view_size=s.view_size,
+        evidence=s.evidence,
+    )
 
 
 def records_of(
-    batch: Sequence[Item], loaded: LoadedBatch, result: BatchResult | None, truth: dict[str, int] | None,
+    batch: Sequence[Item],
+    loaded: LoadedBatch,
+    result: BatchResult | None,
+    truth: dict[str, int] | None,
 ) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
     """One batch's records (in the batch's order, failures included) and the accumulator updates they imply.
 
@@ -308,18 +313,31 @@ def records_of(
         score = float(result.scores[j])
         encoded = None if flat else encode_map(result.maps[j].numpy())
         masses = None if flat else [float(v) for v in result.masses[j]]
-        records.append({
-            "key": item.key, "class": item.label, "explained": explained,
-            "score": score if np.isfinite(score) else None, "flat": flat, "masses": masses, "map": encoded,
-            "size": list(loaded.sizes[j]), "seen": loaded.seen[j],
-        })
+        records.append(
+            {
+                "key": item.key,
+                "class": item.label,
+                "explained": explained,
+                "score": score if np.isfinite(score) else None,
+                "flat": flat,
+                "masses": masses,
+                "map": encoded,
+                "size": list(loaded.sizes[j]),
+                "seen": loaded.seen[j],
+            }
+        )
         correct = None if truth is None else explained == truth[item.label]
-        updates.append((item.label, {
-            "grid_map": None if encoded is None else decode_map(encoded, result.maps.shape[-1]),
-            "masses": None if masses is None else np.asarray(masses, np.float64),
-            "pixels": None if result.pixels is None else result.pixels[j].numpy(),
-            "correct": correct,
-        }))
+        updates.append(
+            (
+                item.label,
+                {
+                    "grid_map": None if encoded is None else decode_map(encoded, result.maps.shape[-1]),
+                    "masses": None if masses is None else np.asarray(masses, np.float64),
+                    "pixels": None if result.pixels is None else result.pixels[j].numpy(),
+                    "correct": correct,
+                },
+            )
+        )
     return records, updates
 
 
@@ -344,8 +362,10 @@ def _label_indices(classes: Sequence[str], labels: Sequence[str] | None, *, requ
     (an error when ``required``)."""
     if not labels:
         if required:
-            raise TargetError("--target label needs a model with labels, and this one has none",
-                              "use --target predicted, or load the model with its labels")
+            raise TargetError(
+                "--target label needs a model with labels, and this one has none",
+                "use --target predicted, or load the model with its labels",
+            )
         return None
     found: dict[str, int] = {}
     for name in classes:
@@ -353,8 +373,10 @@ def _label_indices(classes: Sequence[str], labels: Sequence[str] | None, *, requ
             found[name] = label_index(name, labels)
         except TargetError as exc:
             if required:
-                raise TargetError(f"the class folder {name!r} is not one of the model's labels",
-                                  exc.fix or "rename the folder after a label, or use --target predicted") from exc
+                raise TargetError(
+                    f"the class folder {name!r} is not one of the model's labels",
+                    exc.fix or "rename the folder after a label, or use --target predicted",
+                ) from exc
             return None
     return found
 
@@ -374,8 +396,15 @@ def _tally(store: AuditStore) -> tuple[list[tuple[str, str]], dict[str, float]]:
     return failures, {"images": count, "cropped": cropped, "mean": total / count if count else 1.0}
 
 
-def _config(root: Path, classes: Sequence[str], model: nn.Module, explainer: Explainer, pre: Preprocess,
-            s: AuditSettings, regions: Sequence[Region]) -> dict[str, Any]:
+def _config(
+    root: Path,
+    classes: Sequence[str],
+    model: nn.Module,
+    explainer: Explainer,
+    pre: Preprocess,
+    s: AuditSettings,
+    regions: Sequence[Region],
+) -> dict[str, Any]:
     """What a resumed audit must share with the one it continues (JSON-plain, compared key by key)."""
     params = {k: v for k, v in explainer.params().items() if k != "chunk_size"}
     config = {

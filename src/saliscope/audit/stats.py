@@ -141,7 +141,9 @@ class AuditStats:
             mine.correct += theirs.correct
             mine.judged += theirs.judged
             if theirs.pixel_sum is not None:
-                mine.pixel_sum = theirs.pixel_sum.copy() if mine.pixel_sum is None else mine.pixel_sum + theirs.pixel_sum
+                mine.pixel_sum = (
+                    theirs.pixel_sum.copy() if mine.pixel_sum is None else mine.pixel_sum + theirs.pixel_sum
+                )
             mine.pixel_count += theirs.pixel_count
 
     @property
@@ -169,8 +171,14 @@ class AuditStats:
             images, flat, correct, judged, pixel_count = (int(v) for v in state[f"c{i}.counts"])
             pixels = state.get(f"c{i}.pixels")
             stats.per_class[c] = ClassStats(
-                Welford.from_state(state, f"c{i}.maps"), Welford.from_state(state, f"c{i}.masses"),
-                images, flat, correct, judged, None if pixels is None else np.array(pixels, np.float64), pixel_count,
+                Welford.from_state(state, f"c{i}.maps"),
+                Welford.from_state(state, f"c{i}.masses"),
+                images,
+                flat,
+                correct,
+                judged,
+                None if pixels is None else np.array(pixels, np.float64),
+                pixel_count,
             )
         return stats
 

@@ -51,8 +51,13 @@ class Thresholds:
     min_images: int = 5
 
     def as_dict(self) -> dict[str, float | int]:
-        return {"min_excess": self.min_excess, "min_share": self.min_share, "min_spot_share": self.min_spot_share,
-                "min_contrast": self.min_contrast, "min_images": self.min_images}
+        return {
+            "min_excess": self.min_excess,
+            "min_share": self.min_share,
+            "min_spot_share": self.min_spot_share,
+            "min_contrast": self.min_contrast,
+            "min_images": self.min_images,
+        }
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,10 @@ class RegionFinding:
             if self.contrast is None:
                 return "a spot needs other classes to compare with"
             if self.contrast < t.min_contrast:
-                return f"other classes put {self.others:.0%} there too (contrast {self.contrast:.2f} < {t.min_contrast:.2f})"
+                return (
+                    f"other classes put {self.others:.0%} there too"
+                    f" (contrast {self.contrast:.2f} < {t.min_contrast:.2f})"
+                )
         return None
 
     def describe(self, input_size: tuple[int, int]) -> str:
@@ -104,8 +112,10 @@ class RegionFinding:
             depth = y1 - y0 if self.name in ("top", "bottom") else x1 - x0
             side = "height" if self.name in ("top", "bottom") else "width"
             return f"{self.name} edge (a band {depth:.0%} of the {side} deep, {self.area:.0%} of the area)"
-        pixels = (f"x {round(x0 * width)}–{round(x1 * width)}, y {round(y0 * height)}–{round(y1 * height)} px"
-                  f" of the {width}×{height} input, {self.area:.0%} of the area")
+        pixels = (
+            f"x {round(x0 * width)}–{round(x1 * width)}, y {round(y0 * height)}–{round(y1 * height)} px"
+            f" of the {width}×{height} input, {self.area:.0%} of the area"
+        )
         if self.kind == "spot":
             return f"fixed spot at the {place(self.box)} ({pixels})"
         return f"given region ({pixels})"
@@ -127,14 +137,21 @@ class ClassVerdict:
 
 
 def judge(
-    name: str, *, images: int, measured: int, findings: tuple[RegionFinding, ...], thresholds: Thresholds,
+    name: str,
+    *,
+    images: int,
+    measured: int,
+    findings: tuple[RegionFinding, ...],
+    thresholds: Thresholds,
     input_size: tuple[int, int],
 ) -> ClassVerdict:
     """Apply the thresholds to one class's findings and word the verdict line."""
     t = thresholds
     if measured < t.min_images or not findings:
-        line = (f"class {name!r}: only {measured} image{'s' if measured != 1 else ''} with a usable saliency map"
-                f" — too few to judge (need {t.min_images})")
+        line = (
+            f"class {name!r}: only {measured} image{'s' if measured != 1 else ''} with a usable saliency map"
+            f" — too few to judge (need {t.min_images})"
+        )
         return ClassVerdict(name, images, measured, "too-few", (), None, findings, line)
     flagged = [f for f in findings if f.failed(t) is None]
     strongest = max(findings, key=lambda f: f.excess)
@@ -145,12 +162,16 @@ def judge(
         named = [f for f in flagged if f.kind != "spot"]
         lead = min(named or flagged, key=lambda f: (f.area, -f.excess))
         others = "" if lead.others is None else f"; other classes: {lead.others:.0%}"
-        line = (f"class {name!r}: {lead.mass:.0%} of saliency mass in the {lead.describe(input_size)} across"
-                f" {measured} images ({lead.share:.0%} of them individually{others}) — possible shortcut")
+        line = (
+            f"class {name!r}: {lead.mass:.0%} of saliency mass in the {lead.describe(input_size)} across"
+            f" {measured} images ({lead.share:.0%} of them individually{others}) — possible shortcut"
+        )
         return ClassVerdict(name, images, measured, "shortcut", tuple(f.name for f in flagged), lead, findings, line)
     why = strongest.failed(t)
-    line = (f"class {name!r}: no shortcut found across {measured} images — strongest concentration"
-            f" {strongest.mass:.0%} of saliency mass in the {strongest.describe(input_size)}; {why}")
+    line = (
+        f"class {name!r}: no shortcut found across {measured} images — strongest concentration"
+        f" {strongest.mass:.0%} of saliency mass in the {strongest.describe(input_size)}; {why}"
+    )
     return ClassVerdict(name, images, measured, "clear", (), strongest, findings, line)
 
 
@@ -170,6 +191,8 @@ def method_notes(explainer: Explainer) -> list[str]:
     inner = explainer.inner if isinstance(explainer, SmoothGrad) else explainer
     if not isinstance(inner, Gradient):
         return []
-    return [f"{explainer.name} maps are pixel-level and spread over every edge of an image; the verdict"
-            " thresholds were measured with Grad-CAM, and a shortcut read by the model may stay under them"
-            " with this method — audit with gradcam (the default), occlusion or lime, or lower --min-excess"]
+    return [
+        f"{explainer.name} maps are pixel-level and spread over every edge of an image; the verdict"
+        " thresholds were measured with Grad-CAM, and a shortcut read by the model may stay under them"
+        " with this method — audit with gradcam (the default), occlusion or lime, or lower --min-excess"
+    ]

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from ..core.errors import InputError, MethodError
+from .common import EXIT_PARTIAL, checked_device, debug_option, load_cli_model, model_options
 
 EXIT_INTERRUPTED = 130
 
@@ -29,27 +30,25 @@ def parse_region(text: str, size: int) -> tuple[float, float, float, float]:
     except ValueError:
         values = []
     if len(values) != 4:
-        raise InputError(f"--region {text!r} is not four numbers x0,y0,x1,y1",
-                         f"pass pixels of the {size}×{size} model input (e.g. 0,0,32,32) or fractions (0,0,0.15,0.15)")
+        raise InputError(
+            f"--region {text!r} is not four numbers x0,y0,x1,y1",
+            f"pass pixels of the {size}×{size} model input (e.g. 0,0,32,32) or fractions (0,0,0.15,0.15)",
+        )
     if all(0.0 <= v <= 1.0 for v in values):
         return values[0], values[1], values[2], values[3]
     x0, y0, x1, y1 = values
     if any(v != int(v) for v in values):
-        raise InputError(f"--region {text!r} mixes fractions and pixels",
-                         f"give four fractions in 0..1 (e.g. 0,0,0.15,0.15) or four whole pixels of the "
-                         f"{size}×{size} model input (e.g. 0,0,32,32)")
+        raise InputError(
+            f"--region {text!r} mixes fractions and pixels",
+            f"give four fractions in 0..1 (e.g. 0,0,0.15,0.15) or four whole pixels of the "
+            f"{size}×{size} model input (e.g. 0,0,32,32)",
+        )
     if not (0 <= x0 < x1 <= size and 0 <= y0 < y1 <= size):
-        raise InputError(f"--region {text!r} is not a box inside the {size}×{size} model input",
-                         f"give 0 <= x0 < x1 <= {size} and 0 <= y0 < y1 <= {size}, in pixels of the model input")
+        raise InputError(
+            f"--region {text!r} is not a box inside the {size}×{size} model input",
+            f"give 0 <= x0 < x1 <= {size} and 0 <= y0 < y1 <= {size}, in pixels of the model input",
+        )
     return x0 / size, y0 / size, x1 / size, y1 / size
-
-
-def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
-    # cli/main.py imports this module at its end to register the command, so main's helpers are looked
-    # up when used, never at import time (importing this module first must not be circular).
-    from .main import _set_debug as set_debug
-
-    return set_debug(ctx, param, value)
 
 
 class _Bar:
@@ -63,8 +62,14 @@ class _Bar:
 
         if done:
             click.echo(f"resuming: {done} images already audited, {total} to go", err=True)
-        self.bar = tqdm(total=total, desc="auditing", unit="image", file=sys.stderr, leave=False,
-                        disable=True if total < 2 else None)
+        self.bar = tqdm(
+            total=total,
+            desc="auditing",
+            unit="image",
+            file=sys.stderr,
+            leave=False,
+            disable=True if total < 2 else None,
+        )
 
     def advance(self, n: int) -> None:
         if self.bar is not None:
@@ -83,46 +88,123 @@ class _Bar:
 
 @click.command()
 @click.argument("data_dir", type=click.Path(path_type=Path), metavar="DATA_DIR")
-@click.option("--model", "model_spec", required=True, metavar="M",
-              help="The model trained on the data: a model file, 'default', torchvision:NAME or timm:NAME.")
-@click.option("--arch", default=None, metavar="A", help="Architecture for a state-dict weights file.")
-@click.option("--method", "-m", default="gradcam", show_default=True, metavar="NAME",
-              help="The attribution method (see `saliscope methods`).")
-@click.option("--target", type=click.Choice(("predicted", "label")), default="predicted", show_default=True,
-              help="Explain each image's predicted class, or its folder's class (folders must name labels).")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("saliscope-audit"), show_default=True,
-              help="Output folder: report.html, summary.json, records.jsonl, state.npz.")
-@click.option("--region", default=None, metavar="x0,y0,x1,y1",
-              help="Also measure this box: pixels of the model input, or fractions when all are <= 1.")
+@model_options(
+    required=True, help_text="The model trained on the data: a model file, 'default', torchvision:NAME or timm:NAME."
+)
+@click.option(
+    "--method",
+    "-m",
+    default="gradcam",
+    show_default=True,
+    metavar="NAME",
+    help="The attribution method (see `saliscope methods`).",
+)
+@click.option(
+    "--target",
+    type=click.Choice(("predicted", "label")),
+    default="predicted",
+    show_default=True,
+    help="Explain each image's predicted class, or its folder's class (folders must name labels).",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("saliscope-audit"),
+    show_default=True,
+    help="Output folder: report.html, summary.json, records.jsonl, state.npz.",
+)
+@click.option(
+    "--region",
+    default=None,
+    metavar="x0,y0,x1,y1",
+    help="Also measure this box: pixels of the model input, or fractions when all are <= 1.",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Images per model call.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted audit in --out.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Audit at most N images, taken in turn from each class.")
-@click.option("--no-crop", is_flag=True,
-              help="Resize to the model's input size instead of resizing larger and centre-cropping.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Audit at most N images, taken in turn from each class.",
+)
+@click.option(
+    "--no-crop", is_flag=True, help="Resize to the model's input size instead of resizing larger and centre-cropping."
+)
 @click.option("--layer", default=None, metavar="NAME", help="Layer a CAM reads (default: the last spatial layer).")
-@click.option("--border", type=click.FloatRange(0.01, 0.49), default=0.1, show_default=True,
-              help="Border width, as a fraction of each side.")
-@click.option("--corner", type=click.FloatRange(0.01, 0.5), default=0.3, show_default=True,
-              help="Corner square side, and depth of the edge bands, as a fraction of the input's side.")
-@click.option("--min-excess", type=click.FloatRange(0.0, 1.0), default=0.35, show_default=True,
-              help="Excess concentration that flags a region (see the report).")
-@click.option("--min-share", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
-              help="Share of a class's images that must concentrate there individually.")
-@click.option("--min-spot-share", type=click.FloatRange(0.0, 1.0), default=0.8, show_default=True,
-              help="The same for a class's fixed spot, which follows where its content usually is.")
-@click.option("--top", "top_n", type=click.IntRange(min=0), default=8, show_default=True,
-              help="Most suspicious images shown per class.")
+@click.option(
+    "--border",
+    type=click.FloatRange(0.01, 0.49),
+    default=0.1,
+    show_default=True,
+    help="Border width, as a fraction of each side.",
+)
+@click.option(
+    "--corner",
+    type=click.FloatRange(0.01, 0.5),
+    default=0.3,
+    show_default=True,
+    help="Corner square side, and depth of the edge bands, as a fraction of the input's side.",
+)
+@click.option(
+    "--min-excess",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.35,
+    show_default=True,
+    help="Excess concentration that flags a region (see the report).",
+)
+@click.option(
+    "--min-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.5,
+    show_default=True,
+    help="Share of a class's images that must concentrate there individually.",
+)
+@click.option(
+    "--min-spot-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.8,
+    show_default=True,
+    help="The same for a class's fixed spot, which follows where its content usually is.",
+)
+@click.option(
+    "--top",
+    "top_n",
+    type=click.IntRange(min=0),
+    default=8,
+    show_default=True,
+    help="Most suspicious images shown per class.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for noise-based methods.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Samples per model call inside a method.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda (or cuda:N).")
-@click.option("--debug", is_flag=True, expose_value=False, callback=_set_debug, is_eager=True,
-              help="Show the full traceback of internal errors.")
+@debug_option
 @click.pass_context
-def audit(ctx: click.Context, data_dir: Path, model_spec: str, arch: str | None, method: str, target: str, out: Path,
-          region: str | None, batch_size: int, resume: bool, limit: int | None, no_crop: bool, layer: str | None,
-          border: float, corner: float, min_excess: float, min_share: float, min_spot_share: float, top_n: int,
-          seed: int, chunk_size: int | None, device: str) -> None:
+def audit(
+    ctx: click.Context,
+    data_dir: Path,
+    model_spec: str,
+    arch: str | None,
+    method: str,
+    target: str,
+    out: Path,
+    region: str | None,
+    batch_size: int,
+    resume: bool,
+    limit: int | None,
+    no_crop: bool,
+    layer: str | None,
+    border: float,
+    corner: float,
+    min_excess: float,
+    min_share: float,
+    min_spot_share: float,
+    top_n: int,
+    seed: int,
+    chunk_size: int | None,
+    device: str,
+) -> None:
     """Audit a data set for shortcuts: where does the model's evidence sit, class by class?
 
     DATA_DIR holds one sub-folder of images per class. Every image is explained; the audit measures how
@@ -133,40 +215,58 @@ def audit(ctx: click.Context, data_dir: Path, model_spec: str, arch: str | None,
     from ..audit import AuditSettings, Thresholds, run_audit, scan_image_folder
     from ..methods.transformer import has_attention
     from . import pipeline
-    from .main import EXIT_PARTIAL, _checked_device, _cli_wording, _load_model
 
     spec = registry.get(method)  # an unknown method fails before the model loads
     out = pipeline.check_out(out)
-    device = _checked_device(device)
+    device = checked_device(device)
     scan_image_folder(data_dir)  # a wrong folder fails before the model loads
-    model = _load_model(model_spec, arch, device)
+    model = load_cli_model(model_spec, arch, device)
     preprocess = model.preprocess
     if no_crop:
         preprocess = dataclasses.replace(preprocess, resize=preprocess.size)
     if spec.needs_attention and not has_attention(model):
-        raise MethodError(f"{spec.name} needs a Vision Transformer, and this model has no attention layers",
-                          "use a CAM such as --method gradcam")
+        raise MethodError(
+            f"{spec.name} needs a Vision Transformer, and this model has no attention layers",
+            "use a CAM such as --method gradcam",
+        )
     options = registry.MethodOptions(seed=seed, chunk_size=chunk_size, layer=layer)
     explainer = registry.create(spec.name, model, options)
     pipeline.check_layer(model, {spec.name: explainer}, device)
     settings = AuditSettings(
-        method=spec.name, target=target, batch_size=batch_size, border=border, corner=corner,  # type: ignore[arg-type]
+        method=spec.name,
+        target=target,
+        batch_size=batch_size,
+        border=border,
+        corner=corner,  # type: ignore[arg-type]
         region=None if region is None else parse_region(region, preprocess.size),
-        thresholds=Thresholds(min_excess=min_excess, min_share=min_share, min_spot_share=min_spot_share), top_n=top_n, limit=limit,
+        thresholds=Thresholds(min_excess=min_excess, min_share=min_share, min_spot_share=min_spot_share),
+        top_n=top_n,
+        limit=limit,
         options=options,
     )
     bar = _Bar()
 
     def warn(text: str) -> None:
-        bar.write(f"warning: {_cli_wording(text)}")
+        bar.write(f"warning: {text}")
 
     try:
-        outcome = run_audit(data_dir, model, out=out, settings=settings, resume=resume, explainer=explainer,
-                            preprocess=preprocess, progress=bar, warn=warn, model_spec=model_spec)
+        outcome = run_audit(
+            data_dir,
+            model,
+            out=out,
+            settings=settings,
+            resume=resume,
+            explainer=explainer,
+            preprocess=preprocess,
+            progress=bar,
+            warn=warn,
+            model_spec=model_spec,
+        )
     except KeyboardInterrupt:
         bar.close()  # before the message, so the bar's line does not swallow it
-        click.echo(f"interrupted: the results so far are kept in {out}; continue with the same command and"
-                   " --resume", err=True)
+        click.echo(
+            f"interrupted: the results so far are kept in {out}; continue with the same command and --resume", err=True
+        )
         ctx.exit(EXIT_INTERRUPTED)
     finally:
         bar.close()

@@ -8,24 +8,40 @@ from typing import Any
 
 import click
 
-from .main import _load_model, _settings, cli, methods_option
+from .common import build_settings, load_cli_model, methods_option, model_options
 
 
-@cli.command()
+@click.command()
 @click.argument("image", metavar="IMAGE")
-@click.option("--model", "model_spec", default=None, metavar="M",
-              help="'default' (EfficientNet-Lite0), torchvision:NAME, timm:NAME, or a weights file.")
-@click.option("--arch", default=None, metavar="A", help="Architecture for a state-dict weights file.")
-@click.option("--target", "-t", default="predicted", show_default=True, metavar="CLASS",
-              help="'predicted', a class index, or a label name.")
-@click.option("--timing-runs", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Timed explanations per method after a warm-up call; the time row is the fastest of them. A "
-                   "method whose first call takes 1 s or more is timed by that call alone.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("saliscope-compare"), show_default=True,
-              help="Output folder.")
+@model_options()
+@click.option(
+    "--target",
+    "-t",
+    default="predicted",
+    show_default=True,
+    metavar="CLASS",
+    help="'predicted', a class index, or a label name.",
+)
+@click.option(
+    "--timing-runs",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Timed explanations per method after a warm-up call; the time row is the fastest of them. A "
+    "method whose first call takes 1 s or more is timed by that call alone.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("saliscope-compare"),
+    show_default=True,
+    help="Output folder.",
+)
 @methods_option("all")
-def compare(image: str, model_spec: str | None, arch: str | None, target: str, timing_runs: int, out: Path,
-            **options: Any) -> None:
+def compare(
+    image: str, model_spec: str | None, arch: str | None, target: str, timing_runs: int, out: Path, **options: Any
+) -> None:
     """Compare methods on IMAGE: maps side by side, and a chart of measured time, finest detail,
     stability, faithfulness and sanity, graded good / moderate / poor, with every flag.
 
@@ -47,9 +63,9 @@ def compare(image: str, model_spec: str | None, arch: str | None, target: str, t
     from . import pipeline
 
     began = time.perf_counter()
-    settings = _settings(options, out=out, target=target, model_spec=model_spec)
+    settings = build_settings(options, out=out, target=target, model_spec=model_spec)
     source = pipeline.preread(pipeline.file_sources([image])[0])
-    model = _load_model(model_spec, arch, settings.device)
+    model = load_cli_model(model_spec, arch, settings.device)
     labels = getattr(model, "labels", None)
     target_index = pipeline.resolve_target(settings.target, labels, pipeline.num_classes(model, settings.device))
     names = pipeline.applicable(model, settings, lambda line: click.echo(line, err=True))
@@ -67,7 +83,12 @@ def compare(image: str, model_spec: str | None, arch: str | None, target: str, t
     click.echo(f"{source.path}: explaining class {cls} '{label}' ({float(probs[cls]):.1%}) with {len(names)} methods")
 
     result = compare_methods(
-        model, x, explainers, cls, timing_runs=timing_runs, evidence=settings.evidence,
+        model,
+        x,
+        explainers,
+        cls,
+        timing_runs=timing_runs,
+        evidence=settings.evidence,
         seed=settings.options.seed or 0,
         on_method=lambda name: click.echo(f"  measuring {name} ...", err=True),
         on_result=lambda r: click.echo(f"  {r.name}: done in {r.elapsed_s:.1f} s", err=True),
@@ -75,26 +96,38 @@ def compare(image: str, model_spec: str | None, arch: str | None, target: str, t
 
     titles = [registry.get(r.name).title for r in result.results]
     views = [r.scored_on for r in result.results]
-    columns = [(title, r.shown_map()[0, 0], r.view.signed) for r, title in zip(result.results, titles)]
+    columns = [(title, r.shown_map()[0, 0], r.view.signed) for r, title in zip(result.results, titles, strict=True)]
     heading = f"{Path(source.path).name}: {label} ({float(probs[cls]):.1%})"
     maps = panel(photo, columns, crop_box=box, title=heading, alpha=settings.alpha)
     flags = [(registry.get(m).title, s, line) for m, s, line in result.flags()]
     notes = [
         "Every row judges one map per method, the one the maps figure shows: "
-        + "; ".join(f"{t}: {r.scored_on}" for t, r in zip(titles, result.results)) + ".",
+        + "; ".join(f"{t}: {r.scored_on}" for t, r in zip(titles, result.results, strict=True))
+        + ".",
         result.timing_rule + ".",
-        "Rows and thresholds: README, section \"saliscope compare: the measured method comparison\".",
+        'Rows and thresholds: README, section "saliscope compare: the measured method comparison".',
     ]
-    chart = scorecard_figure(titles, result.rows(), title="measured on this image", subtitles=views,
-                             subtitle_name="map shown and scored:", footnotes=[*notes[:2], *_flag_notes(flags)],
-                             width=float(maps.get_size_inches()[0]))
+    chart = scorecard_figure(
+        titles,
+        result.rows(),
+        title="measured on this image",
+        subtitles=views,
+        subtitle_name="map shown and scored:",
+        footnotes=[*notes[:2], *_flag_notes(flags)],
+        width=float(maps.get_size_inches()[0]),
+    )
     figure = stacked([maps, chart])
-    page = scorecard_html(titles, result.rows(), title=f"saliscope compare — {heading}", subtitles=views,
-                          subtitle_name="map shown and scored:",
-                          figures=[("maps", figure_png(maps))], flags=flags,
-                          notes=notes)
-    record = {"image": source.path, "class": cls, "label": label, "probability": float(probs[cls]),
-              **result.as_dict()}
+    page = scorecard_html(
+        titles,
+        result.rows(),
+        title=f"saliscope compare — {heading}",
+        subtitles=views,
+        subtitle_name="map shown and scored:",
+        figures=[("maps", figure_png(maps))],
+        flags=flags,
+        notes=notes,
+    )
+    record = {"image": source.path, "class": cls, "label": label, "probability": float(probs[cls]), **result.as_dict()}
 
     _print_table(titles, result.rows())
     click.echo(notes[0])
@@ -107,8 +140,10 @@ def compare(image: str, model_spec: str | None, arch: str | None, target: str, t
     with atomic_write(out_dir / "compare.html") as handle:
         handle.write(page.encode("utf-8"))
     save_json(record, out_dir / "compare.json")
-    click.echo(f"results in {out_dir}{'/' if not str(out_dir).endswith('/') else ''} "
-               f"(compare.png, compare.html, compare.json); {time.perf_counter() - began:.1f} s in all")
+    click.echo(
+        f"results in {out_dir}{'/' if not str(out_dir).endswith('/') else ''} "
+        f"(compare.png, compare.html, compare.json); {time.perf_counter() - began:.1f} s in all"
+    )
     sys.stdout.flush()
 
 
@@ -140,6 +175,6 @@ def _print_table(methods: list[str], rows: list[Any]) -> None:
         lines.append([method, *cells])
     widths = [max(len(line[k]) for line in lines) for k in range(len(heads))]
     for line in lines:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
     units = ", ".join(f"{name} in {unit}" for name, unit in map(_short, (r.name for r in rows)) if unit)
     click.echo(f"({units}; grades good / mod(erate) / poor; needs is not graded)")

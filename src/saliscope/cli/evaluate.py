@@ -10,26 +10,50 @@ from typing import Any
 
 import click
 
-from .main import EXIT_PARTIAL, _load_model, _settings, cli, method_options
+from .common import EXIT_PARTIAL, build_settings, load_cli_model, method_options, model_options
 
 
-@cli.command()
+@click.command()
 @click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
-@click.option("--model", "model_spec", default=None, metavar="M",
-              help="'default' (EfficientNet-Lite0), torchvision:NAME, timm:NAME, or a weights file.")
-@click.option("--arch", default=None, metavar="A", help="Architecture for a state-dict weights file.")
-@click.option("--target", "-t", default="predicted", show_default=True, metavar="CLASS",
-              help="'predicted', a class index, or a label name.")
-@click.option("--metrics", "metric_list", default="all", show_default=True, metavar="NAMES",
-              help="Comma-separated metrics (deletion, insertion, morf, lerf, road, faithfulness-correlation, "
-                   "counterfactual, max-sensitivity, avg-sensitivity, consistency, sparseness, entropy, resolution, "
-                   "sanity, random-logit, completeness) or 'all'.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("saliscope-eval"), show_default=True,
-              help="Output folder.")
+@model_options()
+@click.option(
+    "--target",
+    "-t",
+    default="predicted",
+    show_default=True,
+    metavar="CLASS",
+    help="'predicted', a class index, or a label name.",
+)
+@click.option(
+    "--metrics",
+    "metric_list",
+    default="all",
+    show_default=True,
+    metavar="NAMES",
+    help="Comma-separated metrics (deletion, insertion, morf, lerf, road, faithfulness-correlation, "
+    "counterfactual, max-sensitivity, avg-sensitivity, consistency, sparseness, entropy, resolution, "
+    "sanity, random-logit, completeness) or 'all'.",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("saliscope-eval"),
+    show_default=True,
+    help="Output folder.",
+)
 @method_options
 @click.pass_context
-def evaluate(ctx: click.Context, images: tuple[str, ...], model_spec: str | None, arch: str | None, target: str,
-             metric_list: str, out: Path, **options: Any) -> None:
+def evaluate(
+    ctx: click.Context,
+    images: tuple[str, ...],
+    model_spec: str | None,
+    arch: str | None,
+    target: str,
+    metric_list: str,
+    out: Path,
+    **options: Any,
+) -> None:
     """Measure how far each method's map can be trusted on IMAGE... (files or folders of images).
 
     Writes OUT/metrics.json (every metric's full result, the flags) and OUT/metrics.csv (one row per image
@@ -39,17 +63,18 @@ def evaluate(ctx: click.Context, images: tuple[str, ...], model_spec: str | None
 
     from .. import registry
     from ..core.errors import SaliscopeError
-    from ..trust import check, evaluate as run_metrics, headline, metric_names
+    from ..trust import check, headline, metric_names
+    from ..trust import evaluate as run_metrics
     from ..viz import save_json
     from ..viz.files import atomic_write
     from . import pipeline
 
     names = metric_names(metric_list)
-    settings = _settings(options, out=out, target=target, model_spec=model_spec)
+    settings = build_settings(options, out=out, target=target, model_spec=model_spec)
     sources = pipeline.file_sources(images)
     if len(sources) == 1:
         sources = [pipeline.preread(sources[0])]
-    model = _load_model(model_spec, arch, settings.device)
+    model = load_cli_model(model_spec, arch, settings.device)
     labels = getattr(model, "labels", None)
     target_index = pipeline.resolve_target(settings.target, labels, pipeline.num_classes(model, settings.device))
     methods = pipeline.applicable(model, settings, lambda line: click.echo(line, err=True))
@@ -72,20 +97,30 @@ def evaluate(ctx: click.Context, images: tuple[str, ...], model_spec: str | None
                 results = run_metrics(model, x, explainer, e, metrics=names, seed=seed)
                 # The flags reuse what the metrics measured with the same settings (deletion, shift, sanity).
                 report = check(e, model, x, explainer=explainer, seed=seed, known=results)
-                row: dict[str, Any] = {"image": source.path, "method": name, "class": cls,
-                                       "seconds": round(e.cost.seconds, 4)}
+                row: dict[str, Any] = {
+                    "image": source.path,
+                    "method": name,
+                    "class": cls,
+                    "seconds": round(e.cost.seconds, 4),
+                }
                 row.update({metric: headline(r)[0] for metric, r in results.items()})
                 row["flags"] = "; ".join(f"{v.check}: {v.reason}" for v in report.failures)
                 image_rows.append(row)
-                image_records.append({"method": name, "explain_cost": e.cost.as_dict(),
-                                      "metrics": {m: r.as_dict() for m, r in results.items()},
-                                      "checks": report.as_dict()})
+                image_records.append(
+                    {
+                        "method": name,
+                        "explain_cost": e.cost.as_dict(),
+                        "metrics": {m: r.as_dict() for m, r in results.items()},
+                        "checks": report.as_dict(),
+                    }
+                )
                 flags = report.failures
                 click.echo(f"  {name}: " + (f"{len(flags)} flag(s)" if flags else "no flags"))
                 for v in flags:
                     click.echo(f"    flag: {v.check}: {v.reason}")
-            records.append({"image": source.path, "class": cls, "label": pipeline.label_of(labels, cls),
-                            "methods": image_records})
+            records.append(
+                {"image": source.path, "class": cls, "label": pipeline.label_of(labels, cls), "methods": image_records}
+            )
             rows.extend(image_rows)
         except SaliscopeError as exc:
             if len(sources) == 1:
@@ -93,8 +128,10 @@ def evaluate(ctx: click.Context, images: tuple[str, ...], model_spec: str | None
             failures.append((source.path, pipeline.one_line(str(exc))))
             click.echo(f"error: {source.path}: {pipeline.one_line(str(exc))}", err=True)
     if records:
-        save_json({"metrics": list(names), "images": records,
-                   "failures": [{"path": p, "error": e} for p, e in failures]}, settings.out / "metrics.json")
+        save_json(
+            {"metrics": list(names), "images": records, "failures": [{"path": p, "error": e} for p, e in failures]},
+            settings.out / "metrics.json",
+        )
         columns = ["image", "method", "class", "seconds", *names, "flags"]
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")

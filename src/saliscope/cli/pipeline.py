@@ -281,7 +281,7 @@ def explain_image(
     top = probs.topk(min(TOP, probs.numel()))
     top5 = [
         {"index": int(i), "label": label_of(labels, int(i)), "probability": float(p)}
-        for p, i in zip(top.values, top.indices)
+        for p, i in zip(top.values, top.indices, strict=True)
     ]
     say(f"{source.path}  ({image.width}x{image.height})")
     for rank, entry in enumerate(top5, start=1):
@@ -298,7 +298,7 @@ def explain_image(
     else:
         classes = [int(probs.argmax()) if target_index is None else target_index]
         ranks = [None]
-    for c, r in zip(classes, ranks):
+    for c, r in zip(classes, ranks, strict=True):
         which = f"top-{r} class" if r is not None else ("predicted class" if target_index is None else "class")
         say(f"  explaining {which} {c} '{label_of(labels, c)}' ({float(probs[c]):.2%})")
 
@@ -315,7 +315,7 @@ def explain_image(
 
     files: list[tuple[str, Any, Callable[[Any, Path], Path]]] = []
     explained = []
-    for i, (c, r) in enumerate(zip(classes, ranks)):
+    for i, (c, r) in enumerate(zip(classes, ranks, strict=True)):
         suffix = "" if r is None else f"-top{r}"
         columns = []
         methods = []
@@ -323,7 +323,9 @@ def explain_image(
             hint = display_hint(name, settings.evidence)
             saliency = e.saliency(hint.reduce, hint.evidence)[i, 0]
             png, npy = f"{source.stem}/{name}{suffix}.png", f"{source.stem}/{name}{suffix}.npy"
-            files.append((png, overlay(image, saliency, crop_box=box, signed=hint.signed, alpha=settings.alpha), save_png))
+            files.append(
+                (png, overlay(image, saliency, crop_box=box, signed=hint.signed, alpha=settings.alpha), save_png)
+            )
             files.append((npy, e.attributions[i].detach().to("cpu", torch.float32).numpy(), save_npy))
             title = registry.get(name).title
             columns.append((title, saliency, hint.signed))
@@ -334,13 +336,23 @@ def explain_image(
         figure = panel(image, columns, crop_box=box, title=heading, alpha=settings.alpha)
         panel_name = f"{source.stem}/panel{suffix}.png"
         files.append((panel_name, figure, save_png))
-        explained.append({
-            "rank": r, "class": c, "label": label_of(labels, c), "probability": float(probs[c]),
-            "panel": panel_name, "methods": methods,
-        })
+        explained.append(
+            {
+                "rank": r,
+                "class": c,
+                "label": label_of(labels, c),
+                "probability": float(probs[c]),
+                "panel": panel_name,
+                "methods": methods,
+            }
+        )
     record = {
-        "path": source.path, "output_dir": source.stem, "size": [image.width, image.height],
-        "crop_box": list(box), "top5": top5, "explained": explained,
+        "path": source.path,
+        "output_dir": source.stem,
+        "size": [image.width, image.height],
+        "crop_box": list(box),
+        "top5": top5,
+        "explained": explained,
     }
     return Rendered(files, record)
 
@@ -368,7 +380,7 @@ def write(rendered: Rendered, out: Path) -> None:
     written: list[Path] = []
     path = out
     try:
-        for path, (_relative, obj, saver) in zip(paths, rendered.files):
+        for path, (_relative, obj, saver) in zip(paths, rendered.files, strict=True):
             saver(obj, path)
             written.append(path)
     except BaseException as exc:
@@ -464,7 +476,9 @@ def run(
     target_index = resolve_target(settings.target, labels, classes)
     if settings.top_k is not None and not 1 <= settings.top_k <= classes:
         raise TargetError(f"--top-k must be between 1 and {classes}, got {settings.top_k}", "use e.g. --top-k 3")
-    explainers = {name: registry.create(name, model, settings.options) for name in applicable(model, settings, err_line)}
+    explainers = {
+        name: registry.create(name, model, settings.options) for name in applicable(model, settings, err_line)
+    }
     check_layer(model, explainers, settings.device)
 
     images: list[dict[str, Any]] = []
@@ -486,7 +500,7 @@ def run(
             failures.append((source.path, one_line(str(exc))))
             err_line(f"error: {source.path}: {one_line(str(exc))}")
             continue
-        except Exception as exc:  # noqa: BLE001 - a bug on one image should not lose the others
+        except Exception as exc:
             if len(sources) == 1 or debug:
                 raise
             reason = f"internal error: {type(exc).__name__}: {one_line(str(exc))}"
@@ -509,8 +523,14 @@ def run(
             },
             "device": settings.device,
             "methods": list(settings.methods),
-            "options": {"seed": o.seed, "n_samples": o.n_samples, "n_steps": o.n_steps, "sigma": o.sigma,
-                        "baseline": o.baseline, "chunk_size": o.chunk_size},
+            "options": {
+                "seed": o.seed,
+                "n_samples": o.n_samples,
+                "n_steps": o.n_steps,
+                "sigma": o.sigma,
+                "baseline": o.baseline,
+                "chunk_size": o.chunk_size,
+            },
             "target": settings.target,
             "alpha": settings.alpha,
             "top_k": settings.top_k,

@@ -1,18 +1,33 @@
 """Errors a user can cause. Each carries one line naming the problem and one naming the fix.
 
-The CLI prints ``str(error)`` and exits non-zero; it never shows a traceback for these.
+The fix is written for Python callers; where the advice reads differently on the command line (an option
+instead of a keyword argument), ``cli_fix`` holds that wording. The CLI prints :meth:`~SaliscopeError.cli_message`
+and exits non-zero; it never shows a traceback for these.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SaliscopeError(Exception):
-    """Base class: ``problem`` says what is wrong, ``fix`` what to do about it."""
+    """Base class: ``problem`` says what is wrong, ``fix`` what to do about it in Python, ``cli_fix`` what to do
+    about it on the command line (default: ``fix``)."""
 
-    def __init__(self, problem: str, fix: str | None = None) -> None:
+    def __init__(self, problem: str, fix: str | None = None, cli_fix: str | None = None) -> None:
         self.problem = problem
         self.fix = fix
+        self.cli_fix = cli_fix
         super().__init__(problem if fix is None else f"{problem} — {fix}")
+
+    def cli_message(self) -> str:
+        """The one line the command line prints: the problem and its command-line fix."""
+        fix = self.cli_fix if self.cli_fix is not None else self.fix
+        return self.problem if fix is None else f"{self.problem} — {fix}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt with all three parts when pickled (worker processes send errors home).
+        return (type(self), (self.problem, self.fix, self.cli_fix))
 
 
 class TargetError(SaliscopeError, ValueError):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,7 @@ from torch import Tensor
 from .errors import ModelOutputError, TargetError
 from .targets import BoundTarget, PredictedClass, Target
 
-Key = Union[str, int]
+Key = str | int
 
 
 def pick(output: object, key: Key) -> object:
@@ -41,7 +41,8 @@ def pick(output: object, key: Key) -> object:
             )
         return output[key]
     raise ModelOutputError(
-        f"cannot take entry {key!r} of a {type(output).__name__} output", "use OutputTarget only for dict or tuple outputs"
+        f"cannot take entry {key!r} of a {type(output).__name__} output",
+        "use OutputTarget only for dict or tuple outputs",
     )
 
 
@@ -81,7 +82,9 @@ def _rows(value: Tensor, batch_size: int, what: str) -> Tensor:
     """``value`` with a leading batch dimension of ``batch_size`` (one shared value is repeated)."""
     if value.shape[0] == batch_size and value.ndim >= 2:
         return value
-    raise TargetError(f"{what} has shape {tuple(value.shape)}, not one per image of {batch_size}", f"give one {what} or one per image")
+    raise TargetError(
+        f"{what} has shape {tuple(value.shape)}, not one per image of {batch_size}", f"give one {what} or one per image"
+    )
 
 
 # -- segmentation --------------------------------------------------------------------------------------
@@ -135,7 +138,8 @@ class _BoundSegment(BoundTarget):
         maps = _segmentation_scores(output, self.key)
         if not 0 <= self.index < maps.shape[1]:
             raise TargetError(
-                f"class index {self.index} is out of range: the model has {maps.shape[1]} classes (0..{maps.shape[1] - 1})",
+                f"class index {self.index} is out of range:"
+                f" the model has {maps.shape[1]} classes (0..{maps.shape[1] - 1})",
                 "pick a class index below the number of classes",
             )
         mask = self.mask.to(maps.device, torch.float32)
@@ -178,7 +182,9 @@ class BoxTarget(Target):
         boxes = torch.as_tensor(self.box, dtype=torch.float32).detach().cpu()
         boxes = boxes.expand(batch_size, 4) if boxes.ndim == 1 else _rows(boxes, batch_size, "box")
         if boxes.shape[-1] != 4:
-            raise TargetError(f"a box has 4 numbers (x0, y0, x1, y1), got shape {tuple(boxes.shape)}", "pass box=(x0, y0, x1, y1)")
+            raise TargetError(
+                f"a box has 4 numbers (x0, y0, x1, y1), got shape {tuple(boxes.shape)}", "pass box=(x0, y0, x1, y1)"
+            )
         return _BoundBox(boxes, self.label, self.iou_threshold)
 
 
@@ -202,9 +208,12 @@ class _BoundBox(BoundTarget):
                 "use BoxTarget with a torchvision-style detector, or a class target for a classifier",
             )
         if len(output) != self.batch_size:
-            raise TargetError(f"the target is bound to {self.batch_size} images, the detector returned {len(output)}", "bind to this batch")
+            raise TargetError(
+                f"the target is bound to {self.batch_size} images, the detector returned {len(output)}",
+                "bind to this batch",
+            )
         scores = []
-        for ref, det in zip(self.boxes, output):
+        for ref, det in zip(self.boxes, output, strict=True):
             found = det["boxes"]
             iou = box_iou(ref.to(found.device, found.dtype).view(1, 4), found).view(-1)
             hit = (det["labels"] == self.label) & (iou >= self.iou_threshold)
@@ -254,9 +263,15 @@ class _BoundEmbedding(BoundTarget):
 
     def __call__(self, output: object) -> Tensor:
         if not isinstance(output, Tensor):
-            raise ModelOutputError(f"an embedding target needs a tensor output, got {type(output).__name__}", "wrap the model to return the embedding")
+            raise ModelOutputError(
+                f"an embedding target needs a tensor output, got {type(output).__name__}",
+                "wrap the model to return the embedding",
+            )
         emb = output.flatten(1).float()
         ref = self.reference.to(emb.device, emb.dtype)
         if emb.shape != ref.shape:
-            raise TargetError(f"the model's embedding has shape {tuple(emb.shape)}, the reference {tuple(ref.shape)}", "pass a reference of the model's embedding size")
+            raise TargetError(
+                f"the model's embedding has shape {tuple(emb.shape)}, the reference {tuple(ref.shape)}",
+                "pass a reference of the model's embedding size",
+            )
         return F.cosine_similarity(emb, ref, dim=1) if self.metric == "cosine" else (emb * ref).sum(1)

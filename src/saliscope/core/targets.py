@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -35,7 +35,8 @@ def logits_of(output: object) -> Tensor:
         kind = type(output).__name__
         if isinstance(output, dict):
             keys = ", ".join(repr(k) for k in output)
-            fix = f"pick the scores with a target, e.g. saliscope.OutputTarget({next(iter(output), 'key')!r}) (keys: {keys})"
+            first = next(iter(output), "key")
+            fix = f"pick the scores with a target, e.g. saliscope.OutputTarget({first!r}) (keys: {keys})"
         elif isinstance(output, (tuple, list)):
             fix = "pick the scores with a target, e.g. saliscope.OutputTarget(0), or a BoxTarget for a detector"
         else:
@@ -185,7 +186,7 @@ def top_k_targets(k: int, space: ScoreSpace = "logit") -> list[PredictedClass]:
     return [PredictedClass(rank=r, space=space) for r in range(k)]
 
 
-TargetLike = Union[Target, BoundTarget, int, str, Sequence[int], None]
+TargetLike = Target | BoundTarget | int | str | Sequence[int] | None
 
 
 def label_index(label: str, labels: Sequence[str]) -> int:
@@ -204,7 +205,7 @@ def _words(text: str) -> set[str]:
 
 
 def _label_hint(text: str, labels: Sequence[str]) -> str:
-    """"did you mean ...?": near spellings, then labels sharing a word ("cat" → "tiger cat"), then the rest."""
+    """ "did you mean ...?": near spellings, then labels sharing a word ("cat" → "tiger cat"), then the rest."""
     import difflib
 
     by_lower = {name.lower(): name for name in labels}

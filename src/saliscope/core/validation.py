@@ -46,19 +46,33 @@ def whole(name: str, value: object, fix: str, *, minimum: int = 1) -> int:
     return value
 
 
-def real(name: str, value: object, fix: str, *, above: float | None = None, at_least: float | None = None,
-         below: float | None = None, at_most: float | None = None) -> float:
+def real(
+    name: str,
+    value: object,
+    fix: str,
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    below: float | None = None,
+    at_most: float | None = None,
+) -> float:
     """``value`` as a finite number in the given bounds (bools are not numbers here), else one clear error
     naming them."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     v = float(value) if number else math.nan  # type: ignore[arg-type]
-    checks = [(above, "> {:g}", lambda b: v > b), (at_least, ">= {:g}", lambda b: v >= b),
-              (below, "< {:g}", lambda b: v < b), (at_most, "<= {:g}", lambda b: v <= b)]
+    checks = [
+        (above, "> {:g}", lambda b: v > b),
+        (at_least, ">= {:g}", lambda b: v >= b),
+        (below, "< {:g}", lambda b: v < b),
+        (at_most, "<= {:g}", lambda b: v <= b),
+    ]
     ok = number and all(test(bound) for bound, _, test in checks if bound is not None)
     if not ok:
         if at_least is not None and at_most is not None and above is None and below is None:
             span = f"in [{at_least:g}, {at_most:g}]"
         else:
-            span = " and ".join(words.format(bound) for bound, words, _ in checks if bound is not None) or "that is finite"
+            span = (
+                " and ".join(words.format(bound) for bound, words, _ in checks if bound is not None) or "that is finite"
+            )
         raise InputError(f"{name} must be a number {span}, got {value!r}", fix)
     return v

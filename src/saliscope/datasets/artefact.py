@@ -61,10 +61,14 @@ class Artefact:
         if self.kind not in get_args(ArtefactKind):
             raise InputError(f"unknown artefact kind {self.kind!r}", "use kind='square', 'tag' or 'stripe'")
         if not 0.0 < float(self.size) <= 1.0:
-            raise InputError(f"artefact size must be in (0, 1], got {self.size}", "give a fraction of the side, e.g. 0.15")
+            raise InputError(
+                f"artefact size must be in (0, 1], got {self.size}", "give a fraction of the side, e.g. 0.15"
+            )
         colour = tuple(int(c) for c in self.colour)
         if len(colour) != 3 or any(not 0 <= c <= 255 for c in colour):
-            raise InputError(f"artefact colour must be three values 0-255, got {self.colour}", "e.g. colour=(255, 0, 0)")
+            raise InputError(
+                f"artefact colour must be three values 0-255, got {self.colour}", "e.g. colour=(255, 0, 0)"
+            )
         object.__setattr__(self, "colour", colour)
         object.__setattr__(self, "size", float(self.size))
         if isinstance(self.position, (tuple, list)):

@@ -18,7 +18,12 @@ DEFAULT_CONTRAST = 0.12
 
 
 def class_image(
-    rng: np.random.Generator, class_index: int, n_classes: int, size: int, *, contrast: float = DEFAULT_CONTRAST,
+    rng: np.random.Generator,
+    class_index: int,
+    n_classes: int,
+    size: int,
+    *,
+    contrast: float = DEFAULT_CONTRAST,
     jitter: float = 15.0,
 ) -> np.ndarray:
     """One ``(size, size, 3)`` uint8 grey image carrying class ``class_index``'s texture.

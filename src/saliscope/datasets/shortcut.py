@@ -131,8 +131,14 @@ def make_shortcut_dataset(
     }
     (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
     return ShortcutDataset(
-        root=out, train=out / "train", test=out / "test", test_swapped=out / "test_swapped",
-        classes=names, shortcut_class=shortcut_class, artefact=planted, image_size=size,
+        root=out,
+        train=out / "train",
+        test=out / "test",
+        test_swapped=out / "test_swapped",
+        classes=names,
+        shortcut_class=shortcut_class,
+        artefact=planted,
+        image_size=size,
     )
 
 
@@ -141,7 +147,9 @@ def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
         raise InputError(f"classes must be a list of names, got the string {classes!r}", "pass e.g. ('cat', 'dog')")
     names = tuple(str(c) for c in classes)
     if len(names) < 2 or len(set(names)) != len(names):
-        raise InputError(f"need at least two distinct class names, got {list(names)}", "pass e.g. ('normal', 'pneumonia')")
+        raise InputError(
+            f"need at least two distinct class names, got {list(names)}", "pass e.g. ('normal', 'pneumonia')"
+        )
     for name in names:
         if not name or name in (".", "..") or any(ch in name for ch in "/\\:"):
             raise InputError(f"class name {name!r} cannot be a folder name", "use plain names such as 'normal'")

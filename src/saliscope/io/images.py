@@ -68,8 +68,10 @@ def list_images(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
             try:
                 entries = list(path.iterdir())
             except PermissionError as exc:
-                raise ImageError(f"no permission to list the folder {path}",
-                                 "check the folder's permissions (it needs read and execute)") from exc
+                raise ImageError(
+                    f"no permission to list the folder {path}",
+                    "check the folder's permissions (it needs read and execute)",
+                ) from exc
             except OSError as exc:
                 raise ImageError(f"cannot list the folder {path} ({_first_line(exc)})", "check the path") from exc
             # Dotfiles are skipped: macOS "._photo.jpg" resource forks are not images.
@@ -130,14 +132,18 @@ def _bad_link(path: Path) -> ImageError:
         os.stat(path)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            return ImageError(f"{path} is a symbolic link that loops back on itself",
-                              "point the link at an image file, or pass the image file itself")
+            return ImageError(
+                f"{path} is a symbolic link that loops back on itself",
+                "point the link at an image file, or pass the image file itself",
+            )
     try:
         target = os.readlink(path)
     except OSError:
         target = "?"
-    return ImageError(f"{path} is a broken symbolic link (its target {target} does not exist)",
-                      "point the link at an existing image file, or pass the image file itself")
+    return ImageError(
+        f"{path} is a broken symbolic link (its target {target} does not exist)",
+        "point the link at an existing image file, or pass the image file itself",
+    )
 
 
 def _open(path: Path) -> Image.Image:
@@ -157,9 +163,7 @@ def _open(path: Path) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         found = re.search(r"\((\d+) pixels\)", str(exc))
         count = f"{int(found.group(1)):,} pixels" if found else "more pixels"
-        raise ImageError(
-            f"{path} has {count}, more than Pillow's safety limit of {limit:,}", bomb_fix
-        ) from exc
+        raise ImageError(f"{path} has {count}, more than Pillow's safety limit of {limit:,}", bomb_fix) from exc
     except UnidentifiedImageError as exc:
         raise ImageError(
             f"{path} is not an image file Pillow can read",

@@ -8,11 +8,22 @@ from .integrated_gradients import IntegratedGradients
 from .quadrature import quadrature
 
 __all__ = [
-    "Attribution", "Explainer", "Baseline", "Black", "Blur", "Given", "UniformNoise", "Zero",
-    "Gradient", "GradientXInput", "GuidedBackprop", "IntegratedGradients", "quadrature",
+    "Attribution",
+    "Baseline",
+    "Black",
+    "Blur",
+    "Explainer",
+    "Given",
+    "Gradient",
+    "GradientXInput",
+    "GuidedBackprop",
+    "IntegratedGradients",
+    "UniformNoise",
+    "Zero",
+    "quadrature",
 ]
 
-# perturbation methods (issue 4)
-from .perturbation import LIME, RISE, KernelSHAP, Occlusion  # noqa: E402
+# perturbation methods
+from .perturbation import LIME, RISE, KernelSHAP, Occlusion
 
-__all__ += ["KernelSHAP", "LIME", "Occlusion", "RISE"]
+__all__ += ["LIME", "RISE", "KernelSHAP", "Occlusion"]

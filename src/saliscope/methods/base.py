@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
-from contextlib import nullcontext
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -136,7 +136,7 @@ class Explainer(ABC):
             results = self._attribute_many(net, xin, [b for b, _ in bound], meter)
         assert meter.cost is not None
         shared = {"targets_in_call": len(targets)} if len(targets) > 1 else {}
-        return [self._explanation(x, r, b, s, meter, shared) for r, (b, s) in zip(results, bound)]
+        return [self._explanation(x, r, b, s, meter, shared) for r, (b, s) in zip(results, bound, strict=True)]
 
     def _attribute_many(
         self, net: nn.Module, x: Tensor, targets: list[BoundTarget], meter: CostMeter
@@ -145,7 +145,12 @@ class Explainer(ABC):
         return [self._attribute(net, x, t, meter) for t in targets]
 
     def _explanation(
-        self, x: Tensor, result: Attribution, bound: BoundTarget, scores: Tensor | None, meter: CostMeter,
+        self,
+        x: Tensor,
+        result: Attribution,
+        bound: BoundTarget,
+        scores: Tensor | None,
+        meter: CostMeter,
         shared: dict[str, Any],
     ) -> Explanation:
         assert meter.cost is not None
@@ -187,7 +192,9 @@ class Explainer(ABC):
         else:
             # The user's weights may have changed since the copy was made (fine-tuning between calls).
             with torch.no_grad():
-                for mine, theirs in zip(self._converted.state_dict().values(), self.model.state_dict().values()):
+                for mine, theirs in zip(
+                    self._converted.state_dict().values(), self.model.state_dict().values(), strict=True
+                ):
                     mine.copy_(theirs)
         return self._converted
 
@@ -236,7 +243,7 @@ def concat_outputs(parts: list[Any]) -> Any:
     if isinstance(first, dict):
         return {k: concat_outputs([p[k] for p in parts]) for k in first}
     if isinstance(first, tuple):
-        return tuple(concat_outputs(list(items)) for items in zip(*parts))
+        return tuple(concat_outputs(list(items)) for items in zip(*parts, strict=True))
     if isinstance(first, list):
         return [item for p in parts for item in p]
     raise TypeError(f"cannot join model outputs of type {type(first).__name__}")
@@ -244,4 +251,3 @@ def concat_outputs(parts: list[Any]) -> Any:
 
 def _to(t: Tensor | None, device: torch.device) -> Tensor | None:
     return None if t is None else t.detach().to(device)
-

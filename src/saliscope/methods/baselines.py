@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -118,7 +118,7 @@ class Given(Baseline):
 
 
 BaselineName = Literal["zero", "black", "blur", "uniform"]
-BaselineLike = Union[Baseline, BaselineName, Tensor]
+BaselineLike = Baseline | BaselineName | Tensor
 BASELINES: tuple[str, ...] = ("zero", "black", "blur", "uniform")
 
 

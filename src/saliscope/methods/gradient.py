@@ -8,9 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from ..core.cost import CostMeter
+from ..core.memory_layout import in_preferred_layout
 from ..core.targets import BoundTarget
 from .base import Attribution, Explainer
-from .memory_layout import in_preferred_layout
 
 
 def input_gradients(net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> tuple[Tensor, Tensor]:
@@ -46,9 +46,7 @@ class Gradient(Explainer):
     def _gradients(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> tuple[Tensor, Tensor]:
         grads = torch.empty_like(x)
         scores = x.new_empty(x.shape[0])
-        spans = self.chunker.spans(
-            int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters
-        )
+        spans = self.chunker.spans(int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters)
         for start, stop in spans:
             rows = torch.arange(start, stop)
             grads[start:stop], scores[start:stop] = input_gradients(net, x[start:stop], target.take(rows), meter)

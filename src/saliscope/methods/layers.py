@@ -203,13 +203,13 @@ def token_grid(
         prefix = n_tokens - h * w
         if h * w > 1 and 0 <= prefix <= _MAX_PREFIX_TOKENS:
             return (h, w), prefix
-    for prefix in range(0, min(_MAX_PREFIX_TOKENS, n_tokens - 2) + 1):
+    for prefix in range(min(_MAX_PREFIX_TOKENS, n_tokens - 2) + 1):
         n = n_tokens - prefix
         h = max(1, round(math.sqrt(n * height / width)))
         for hh in (h, h - 1, h + 1):
-            if hh >= 1 and n % hh == 0 and n // hh > 0 and _is_grid(hh, n // hh, height, width):
-                if abs(hh / (n // hh) - height / width) <= 0.25 * height / width:
-                    return (hh, n // hh), prefix
+            fits = hh >= 1 and n % hh == 0 and n // hh > 0 and _is_grid(hh, n // hh, height, width)
+            if fits and abs(hh / (n // hh) - height / width) <= 0.25 * height / width:
+                return (hh, n // hh), prefix
     return None
 
 

@@ -94,8 +94,13 @@ class _Rollout(Explainer):
 
     def _attribute(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> Attribution:
         maps, scores = [], []
-        spans = self.chunker.spans(int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters,
-                                   forward_only=not self.uses_gradients)
+        spans = self.chunker.spans(
+            int(x.shape[0]),
+            key=self.chunk_key(x),
+            device=x.device,
+            params=net.parameters,
+            forward_only=not self.uses_gradients,
+        )
         for start, stop in spans:
             part = target.take(torch.arange(start, stop))
             xin = x[start:stop].detach().requires_grad_(self.uses_gradients)
@@ -111,7 +116,7 @@ class _Rollout(Explainer):
             grads = None
             if self.uses_gradients:
                 raw = torch.autograd.grad(s.sum(), [a.tensor for a in attentions])
-                grads = tuple(a.heads(g) for a, g in zip(attentions, raw))
+                grads = tuple(a.heads(g) for a, g in zip(attentions, raw, strict=True))
                 meter.backward(stop - start)
             relevance = self.combine([h.detach() for h in heads], grads)  # (n, T, T)
             maps.append(self._token_map(net, relevance, x))
@@ -196,7 +201,7 @@ class GradientRollout(_Rollout):
     def combine(self, attentions: list[Tensor], grads: tuple[Tensor, ...] | None) -> Tensor:
         assert grads is not None
         relevance = None
-        for attention, grad in zip(attentions, grads):
+        for attention, grad in zip(attentions, grads, strict=True):
             a = (grad * attention).clamp(min=0).mean(1)
             if relevance is None:
                 relevance = torch.eye(a.shape[-1], device=a.device, dtype=a.dtype).expand_as(a).clone()

@@ -20,12 +20,12 @@ from ..core.chunking import Chunker
 from ..core.cost import Cost, CostMeter
 from ..core.errors import InputError, ModelOutputError
 from ..core.explanation import Explanation
+from ..core.inference_copy import FOLD_FROM_ROWS, inference_net
+from ..core.memory_layout import in_preferred_layout
 from ..core.model_state import explaining, model_device
 from ..core.targets import BoundTarget, TargetLike, as_target, logits_of
 from ..core.validation import check_batch
 from ..methods.base import concat_outputs
-from ..methods.inference_copy import FOLD_FROM_ROWS, inference_net
-from ..methods.memory_layout import in_preferred_layout
 
 Attribution = Explanation | Tensor
 # make_rows(start, stop) -> (inputs (R, C, H, W), image index of each row (R,) long): the rows of work.
@@ -98,8 +98,7 @@ class Scorer:
         out: list[Tensor] = []
         classes: list[Tensor] | None = [] if top1 else None
         key = ("metric-forward", self.clean_scores.shape, self.dtype, self.device.type)
-        spans = self.chunker.spans(n_rows, key=key, device=self.device, params=self.model.parameters,
-                                   forward_only=True)
+        spans = self.chunker.spans(n_rows, key=key, device=self.device, params=self.model.parameters, forward_only=True)
         with torch.no_grad():
             net = self.model
             for start, stop in spans:
@@ -119,10 +118,12 @@ class Scorer:
         parts = []
         key = ("metric-forward", self.clean_scores.shape, self.dtype, self.device.type)
         with torch.no_grad():
-            for start, stop in self.chunker.spans(int(inputs.shape[0]), key=key, device=self.device,
-                                                  params=self.model.parameters, forward_only=True):
-                parts.append(in_preferred_layout(self.model, inputs[start:stop].to(self.device, self.dtype),
-                                                 self.model))
+            for start, stop in self.chunker.spans(
+                int(inputs.shape[0]), key=key, device=self.device, params=self.model.parameters, forward_only=True
+            ):
+                parts.append(
+                    in_preferred_layout(self.model, inputs[start:stop].to(self.device, self.dtype), self.model)
+                )
                 self.meter.forward(stop - start)
         return concat_outputs(parts)
 

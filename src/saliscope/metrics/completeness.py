@@ -34,9 +34,14 @@ class CompletenessGap:
         return self.relative_gap
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metric": "completeness-gap", "higher_is_better": False, "gap": floats(self.gap),
-                "absolute_gap": floats(self.absolute_gap), "score_change": floats(self.score_change),
-                "relative_gap": floats(self.relative_gap)}
+        return {
+            "metric": "completeness-gap",
+            "higher_is_better": False,
+            "gap": floats(self.gap),
+            "absolute_gap": floats(self.absolute_gap),
+            "score_change": floats(self.score_change),
+            "relative_gap": floats(self.relative_gap),
+        }
 
 
 def completeness_gap(explanation: Explanation) -> CompletenessGap:
@@ -58,8 +63,9 @@ def completeness_gap(explanation: Explanation) -> CompletenessGap:
         )
     gap = explanation.completeness_gap.detach().float().cpu()
     change = _score_change(explanation, gap)
-    return CompletenessGap(gap=gap, absolute_gap=gap.abs(), score_change=change,
-                           relative_gap=relative_to(gap.abs(), change.abs()))
+    return CompletenessGap(
+        gap=gap, absolute_gap=gap.abs(), score_change=change, relative_gap=relative_to(gap.abs(), change.abs())
+    )
 
 
 def _score_change(explanation: Explanation, gap: Tensor) -> Tensor:
@@ -67,4 +73,4 @@ def _score_change(explanation: Explanation, gap: Tensor) -> Tensor:
     if "input_scores" in extras and "baseline_scores" in extras:
         return (extras["input_scores"] - extras["baseline_scores"]).detach().float().cpu()
     # sum(attr) - gap is the score change by the gap's own definition, for methods that record no extras.
-    return (explanation.attributions.detach().flatten(1).sum(dim=1).float().cpu() - gap)
+    return explanation.attributions.detach().flatten(1).sum(dim=1).float().cpu() - gap

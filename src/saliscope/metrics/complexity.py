@@ -35,8 +35,9 @@ def _magnitudes(attribution: Attribution) -> Tensor:
         raise NonFiniteError("the map contains NaN or Inf", "check the explanation (try the method in float64)")
     zero = (sal.sum(dim=1) == 0).nonzero().flatten().tolist()
     if zero:
-        warnings.warn(FlatMapWarning(f"the map of image(s) {zero} is zero everywhere: its complexity is NaN"),
-                      stacklevel=3)
+        warnings.warn(
+            FlatMapWarning(f"the map of image(s) {zero} is zero everywhere: its complexity is NaN"), stacklevel=3
+        )
     return sal
 
 
@@ -83,8 +84,12 @@ class Entropy:
         return self.entropy
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metric": "entropy", "higher_is_better": False, "entropy": floats(self.entropy),
-                "max_entropy": self.max_entropy}
+        return {
+            "metric": "entropy",
+            "higher_is_better": False,
+            "entropy": floats(self.entropy),
+            "max_entropy": self.max_entropy,
+        }
 
 
 def entropy(attribution: Attribution) -> Entropy:

@@ -35,13 +35,25 @@ from torch.nn import functional as F
 from ..core.cost import Cost
 from ..core.errors import InputError, NonFiniteError
 from ..core.targets import (
-    BoundClasses, BoundTarget, ClassTarget, PredictedClass, Target, TargetLike, as_target,
+    BoundClasses,
+    BoundTarget,
+    ClassTarget,
+    PredictedClass,
+    Target,
+    TargetLike,
+    as_target,
 )
 from ..core.validation import check_batch, whole
 from ..core.views import FlatMapWarning
 from ..methods.perturbation.fill import replacement_image
 from ._common import (
-    Attribution, check_map_fits, explained_target, finished_cost, saliency_map, scoring, top1,
+    Attribution,
+    check_map_fits,
+    explained_target,
+    finished_cost,
+    saliency_map,
+    scoring,
+    top1,
 )
 from .results import Curve, floats, relative_to
 
@@ -84,14 +96,16 @@ def percent(name: str, value: float, *, allow_zero: bool = False, fix: str | Non
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not (0 <= value < 100 if allow_zero else 0 < value < 100):
         low = "0 <=" if allow_zero else "0 <"
-        raise InputError(f"{name} must be a percentage with {low} {name} < 100, got {value!r}",
-                         fix or f"pass e.g. {name}=10 for the top 10% of the pixels")
+        raise InputError(
+            f"{name} must be a percentage with {low} {name} < 100, got {value!r}",
+            fix or f"pass e.g. {name}=10 for the top 10% of the pixels",
+        )
     return float(value)
 
 
 def count_of(percentage: float, n: int) -> int:
     """How many of ``n`` units ``percentage`` percent is, rounded half up, at least 1 for a positive share."""
-    count = int(math.floor(percentage / 100 * n + 0.5))
+    count = math.floor(percentage / 100 * n + 0.5)
     return max(count, 1) if percentage > 0 else 0
 
 
@@ -123,9 +137,7 @@ def _in_space(target: Target | BoundTarget, space: str) -> tuple[Target | BoundT
     return target, "target"
 
 
-def fill_image(
-    x: Tensor, model: nn.Module, replacement: str, *, value: float, blur_sigma: float, seed: int
-) -> Tensor:
+def fill_image(x: Tensor, model: nn.Module, replacement: str, *, value: float, blur_sigma: float, seed: int) -> Tensor:
     """``(B, C, H, W)``: what each pixel becomes where it is hidden.
 
     ``"blur"`` (Gaussian of ``blur_sigma`` pixels), ``"mean"`` (each image's channel means),
@@ -245,8 +257,15 @@ def _curve(
         aopc=(clean[:, None] - curve).mean(dim=1),
         higher_is_better=metric in ("insertion", "lerf"),
         space=used_space,
-        params={**params, "steps": n_steps, "replacement": replacement, "value": value,
-                "blur_sigma": blur_sigma, "seed": seed, "space": used_space},
+        params={
+            **params,
+            "steps": n_steps,
+            "replacement": replacement,
+            "value": value,
+            "blur_sigma": blur_sigma,
+            "seed": seed,
+            "space": used_space,
+        },
         cost=finished_cost(scorer),
     )
 
@@ -288,9 +307,26 @@ def deletion(
         A :class:`Curve` with ``fractions (S+1,)``, ``scores (B, S+1)``, ``auc (B,)`` and its cost.
     """
     x, sal = prepared(x, attribution)
-    return _curve(model, x, sal, target, attribution, metric="deletion", units=None, descending=True,
-                  insert=False, steps=steps, replacement=replacement, value=value, blur_sigma=blur_sigma,
-                  space=space, seed=seed, chunk_size=chunk_size, memory_budget=memory_budget, params={})
+    return _curve(
+        model,
+        x,
+        sal,
+        target,
+        attribution,
+        metric="deletion",
+        units=None,
+        descending=True,
+        insert=False,
+        steps=steps,
+        replacement=replacement,
+        value=value,
+        blur_sigma=blur_sigma,
+        space=space,
+        seed=seed,
+        chunk_size=chunk_size,
+        memory_budget=memory_budget,
+        params={},
+    )
 
 
 def insertion(
@@ -314,9 +350,26 @@ def insertion(
     Same arguments and result as :func:`deletion`; ``scores[:, -1]`` is the clean score.
     """
     x, sal = prepared(x, attribution)
-    return _curve(model, x, sal, target, attribution, metric="insertion", units=None, descending=True,
-                  insert=True, steps=steps, replacement=replacement, value=value, blur_sigma=blur_sigma,
-                  space=space, seed=seed, chunk_size=chunk_size, memory_budget=memory_budget, params={})
+    return _curve(
+        model,
+        x,
+        sal,
+        target,
+        attribution,
+        metric="insertion",
+        units=None,
+        descending=True,
+        insert=True,
+        steps=steps,
+        replacement=replacement,
+        value=value,
+        blur_sigma=blur_sigma,
+        space=space,
+        seed=seed,
+        chunk_size=chunk_size,
+        memory_budget=memory_budget,
+        params={},
+    )
 
 
 def pixel_flipping(
@@ -349,12 +402,30 @@ def pixel_flipping(
     whole("patch_size", patch_size, "use e.g. patch_size=8 (pixels)")
     x, sal = prepared(x, attribution)
     if patch_size > min(x.shape[-2:]):
-        raise InputError(f"patch_size {patch_size} is larger than the image {tuple(x.shape[-2:])}",
-                         "use a patch smaller than the image, e.g. patch_size=8")
-    return _curve(model, x, sal, target, attribution, metric=order, units=patch_units(sal, patch_size),
-                  descending=order == "morf", insert=False, steps=steps, replacement=replacement, value=value,
-                  blur_sigma=blur_sigma, space=space, seed=seed, chunk_size=chunk_size,
-                  memory_budget=memory_budget, params={"patch_size": patch_size})
+        raise InputError(
+            f"patch_size {patch_size} is larger than the image {tuple(x.shape[-2:])}",
+            "use a patch smaller than the image, e.g. patch_size=8",
+        )
+    return _curve(
+        model,
+        x,
+        sal,
+        target,
+        attribution,
+        metric=order,
+        units=patch_units(sal, patch_size),
+        descending=order == "morf",
+        insert=False,
+        steps=steps,
+        replacement=replacement,
+        value=value,
+        blur_sigma=blur_sigma,
+        space=space,
+        seed=seed,
+        chunk_size=chunk_size,
+        memory_budget=memory_budget,
+        params={"patch_size": patch_size},
+    )
 
 
 # -- faithfulness correlation ---------------------------------------------------------------------------
@@ -385,10 +456,17 @@ class FaithfulnessCorrelation:
         return self.correlation
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metric": "faithfulness-correlation", "higher_is_better": True, "space": self.space,
-                "params": dict(self.params), "correlation": floats(self.correlation),
-                "attribution_sums": floats(self.attribution_sums), "score_drops": floats(self.score_drops),
-                "clean_scores": floats(self.clean_scores), "cost": self.cost.as_dict()}
+        return {
+            "metric": "faithfulness-correlation",
+            "higher_is_better": True,
+            "space": self.space,
+            "params": dict(self.params),
+            "correlation": floats(self.correlation),
+            "attribution_sums": floats(self.attribution_sums),
+            "score_drops": floats(self.score_drops),
+            "clean_scores": floats(self.clean_scores),
+            "cost": self.cost.as_dict(),
+        }
 
 
 def pearson(a: Tensor, b: Tensor) -> Tensor:
@@ -426,12 +504,14 @@ def faithfulness_correlation(
     if n_subsets < 2:
         raise InputError("a correlation needs at least 2 subsets", "use e.g. n_subsets=100")
     if not (isinstance(subset_fraction, (int, float)) and 0 < subset_fraction < 1):
-        raise InputError(f"subset_fraction must be between 0 and 1, got {subset_fraction!r}",
-                         "use e.g. subset_fraction=0.01 (1% of the pixels per subset)")
+        raise InputError(
+            f"subset_fraction must be between 0 and 1, got {subset_fraction!r}",
+            "use e.g. subset_fraction=0.01 (1% of the pixels per subset)",
+        )
     check_chunk_size(chunk_size)
     x, sal = prepared(x, attribution)
     b, _, h, w = x.shape
-    size = max(1, int(round(subset_fraction * h * w)))
+    size = max(1, round(subset_fraction * h * w))
     generator = torch.Generator().manual_seed(seed)
     subsets = torch.stack([torch.randperm(h * w, generator=generator)[:size] for _ in range(n_subsets)])
     sums = sal.flatten(1).cpu()[:, subsets].sum(dim=2)  # (B, n)
@@ -458,8 +538,15 @@ def faithfulness_correlation(
         score_drops=drops,
         clean_scores=clean,
         space=used_space,
-        params={"n_subsets": n_subsets, "subset_size": size, "replacement": replacement, "value": value,
-                "blur_sigma": blur_sigma, "seed": seed, "space": used_space},
+        params={
+            "n_subsets": n_subsets,
+            "subset_size": size,
+            "replacement": replacement,
+            "value": value,
+            "blur_sigma": blur_sigma,
+            "seed": seed,
+            "space": used_space,
+        },
         cost=finished_cost(scorer),
     )
 
@@ -506,11 +593,24 @@ class CounterfactualRemoval:
         return self.margin
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"metric": "counterfactual-removal", "higher_is_better": True,
-                               "space": self.space, "params": dict(self.params),
-                               "region_fraction": self.region_fraction, "cost": self.cost.as_dict()}
-        for name in ("clean_scores", "hidden_scores", "drop", "relative_drop", "random_drops",
-                     "random_drop_mean", "margin", "beats_random"):
+        out: dict[str, Any] = {
+            "metric": "counterfactual-removal",
+            "higher_is_better": True,
+            "space": self.space,
+            "params": dict(self.params),
+            "region_fraction": self.region_fraction,
+            "cost": self.cost.as_dict(),
+        }
+        for name in (
+            "clean_scores",
+            "hidden_scores",
+            "drop",
+            "relative_drop",
+            "random_drops",
+            "random_drop_mean",
+            "margin",
+            "beats_random",
+        ):
             out[name] = floats(getattr(self, name))
         out["flipped"] = None if self.flipped is None else [bool(v) for v in self.flipped]
         out["random_flip_rate"] = None if self.random_flip_rate is None else floats(self.random_flip_rate)
@@ -597,7 +697,14 @@ def counterfactual_removal(
         beats_random=(random_drops < drop[:, None]).float().mean(dim=1),
         region_fraction=n_hide / (h * w),
         space=used_space,
-        params={"k": k, "n_random": n_random, "replacement": replacement, "value": value,
-                "blur_sigma": blur_sigma, "seed": seed, "space": used_space},
+        params={
+            "k": k,
+            "n_random": n_random,
+            "replacement": replacement,
+            "value": value,
+            "blur_sigma": blur_sigma,
+            "seed": seed,
+            "space": used_space,
+        },
         cost=finished_cost(scorer),
     )

@@ -40,8 +40,10 @@ def region_mask(region: Tensor, shape: tuple[int, int, int]) -> Tensor:
     """``(B, H, W)`` bool from a mask or ``(B, 4)`` boxes (see the module docstring); every region non-empty."""
     b, h, w = shape
     if not isinstance(region, Tensor):
-        raise InputError(f"expected a mask or boxes as a tensor, got {type(region).__name__}",
-                         "pass a (B, H, W) bool mask or (B, 4) boxes x0, y0, x1, y1 as a torch tensor")
+        raise InputError(
+            f"expected a mask or boxes as a tensor, got {type(region).__name__}",
+            "pass a (B, H, W) bool mask or (B, 4) boxes x0, y0, x1, y1 as a torch tensor",
+        )
     if region.ndim == 2 and region.shape[-1] == 4:
         boxes = region.detach().cpu().double()
         if boxes.shape[0] != b:
@@ -57,19 +59,25 @@ def region_mask(region: Tensor, shape: tuple[int, int, int]) -> Tensor:
         if mask.ndim == 4 and mask.shape[1] == 1:
             mask = mask[:, 0]
         if mask.ndim != 3:
-            raise InputError(f"a region must be a (B, H, W) mask or (B, 4) boxes, got {tuple(region.shape)}",
-                             "pass a bool mask of the image's size or boxes x0, y0, x1, y1 in pixels")
+            raise InputError(
+                f"a region must be a (B, H, W) mask or (B, 4) boxes, got {tuple(region.shape)}",
+                "pass a bool mask of the image's size or boxes x0, y0, x1, y1 in pixels",
+            )
         if mask.dtype != torch.bool:
             if not bool(((mask == 0) | (mask == 1)).all()):
                 raise InputError("a mask must hold only 0 / 1 (or True / False)", "threshold it first, e.g. mask > 0.5")
             mask = mask != 0
         if tuple(mask.shape) != (b, h, w):
-            raise InputError(f"the mask {tuple(mask.shape)} does not fit the maps {(b, h, w)}",
-                             "pass one mask per image, at the map's (input's) resolution")
+            raise InputError(
+                f"the mask {tuple(mask.shape)} does not fit the maps {(b, h, w)}",
+                "pass one mask per image, at the map's (input's) resolution",
+            )
     empty = (~mask.flatten(1).any(1)).nonzero().flatten().tolist()
     if empty:
-        raise InputError(f"the region of image(s) {empty} is empty",
-                         "check the mask, or the box corners (x0 < x1, y0 < y1, in pixels)")
+        raise InputError(
+            f"the region of image(s) {empty} is empty",
+            "check the mask, or the box corners (x0 < x1, y0 < y1, in pixels)",
+        )
     return mask
 
 
@@ -97,8 +105,14 @@ class PointingGame:
         return float(self.hits.float().mean())
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metric": "pointing-game", "higher_is_better": True, "tolerance": self.tolerance,
-                "hits": [bool(v) for v in self.hits], "peaks": self.peaks.tolist(), "accuracy": self.accuracy}
+        return {
+            "metric": "pointing-game",
+            "higher_is_better": True,
+            "tolerance": self.tolerance,
+            "hits": [bool(v) for v in self.hits],
+            "peaks": self.peaks.tolist(),
+            "accuracy": self.accuracy,
+        }
 
 
 def pointing_game(attribution: Attribution, region: Tensor, *, tolerance: float = 0.0) -> PointingGame:
@@ -139,8 +153,12 @@ class EnergyPointingGame:
         return self.energy
 
     def as_dict(self) -> dict[str, Any]:
-        return {"metric": "energy-pointing-game", "higher_is_better": True, "energy": floats(self.energy),
-                "region_fraction": floats(self.region_fraction)}
+        return {
+            "metric": "energy-pointing-game",
+            "higher_is_better": True,
+            "energy": floats(self.energy),
+            "region_fraction": floats(self.region_fraction),
+        }
 
 
 def energy_pointing_game(attribution: Attribution, region: Tensor) -> EnergyPointingGame:
@@ -153,8 +171,9 @@ def energy_pointing_game(attribution: Attribution, region: Tensor) -> EnergyPoin
     total = positive.sum(dim=1)
     none = (total <= 0).nonzero().flatten().tolist()
     if none:
-        warnings.warn(FlatMapWarning(f"the map of image(s) {none} has no positive evidence: energy is NaN"),
-                      stacklevel=2)
+        warnings.warn(
+            FlatMapWarning(f"the map of image(s) {none} has no positive evidence: energy is NaN"), stacklevel=2
+        )
     inside = (positive * mask.flatten(1)).sum(dim=1)
     energy = torch.where(total > 0, inside / total.clamp_min(1e-300), torch.full_like(total, float("nan")))
     return EnergyPointingGame(energy=energy.float(), region_fraction=mask.flatten(1).float().mean(dim=1))
@@ -185,10 +204,7 @@ def top_k_iou(attribution: Attribution, region: Tensor, *, k: float | None = Non
     sal = _map(attribution).cpu()
     b, h, w = sal.shape
     mask = region_mask(region, (b, h, w)).flatten(1)
-    if k is None:
-        counts = mask.sum(dim=1)
-    else:
-        counts = torch.full((b,), count_of(percent("k", k), h * w))
+    counts = mask.sum(dim=1) if k is None else torch.full((b,), count_of(percent("k", k), h * w))
     top = removal_rank(sal.flatten(1)) < counts[:, None]
     iou = (top & mask).sum(dim=1).double() / (top | mask).sum(dim=1).double()
     return TopKIoU(iou=iou.float(), k=(counts.double() / (h * w) * 100).float())

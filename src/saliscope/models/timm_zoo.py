@@ -59,6 +59,7 @@ def _weights_source(name: str) -> tuple[dict[str, Any], str]:
         raise ModelLoadError(
             f"timm has no pretrained weights for {name}",
             f"pass pretrained=False, or pick a name from timm.list_pretrained('{name.split('.')[0]}*')",
+            f"pick a name from timm.list_pretrained('{name.split('.')[0]}*')",
         )
     if cfg.hf_hub_id:
         files = [f for f in (cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin") if f]
@@ -78,8 +79,8 @@ def _offline_error(name: str, url: str, reason: str) -> ModelLoadError:
     filename = url.rsplit("/", 1)[-1] or "weights.pth"
     return ModelLoadError(
         f"weights for timm:{name} are not on this machine and could not be downloaded ({reason})",
-        f"download {url} and pass the file: load_model('{filename}', arch='timm:{name}'),"
-        " or pretrained=False",
+        f"download {url} and pass the file: load_model('{filename}', arch='timm:{name}'), or pretrained=False",
+        f"download {url} and pass the file: --model {filename} --arch timm:{name}",
     )
 
 
@@ -117,6 +118,7 @@ def build(
             raise ModelLoadError(
                 f"the cached weights for timm:{name} at {path} cannot be loaded ({describe(exc)})",
                 f"delete {path} and try again, or pass pretrained=False",
+                f"delete {path} and try again",
             ) from exc
         raise _offline_error(name, url, describe(exc)) from exc
     return model, preprocess_from_model(model), None

@@ -16,9 +16,7 @@ from .download import socket_timeout, torch_hub_checkpoint
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess, as_interpolation
 
 # The ImageNet evaluation recipe torchvision documents for models without weights metadata.
-IMAGENET_PREPROCESS = Preprocess(
-    size=224, resize=256, interpolation="bilinear", mean=IMAGENET_MEAN, std=IMAGENET_STD
-)
+IMAGENET_PREPROCESS = Preprocess(size=224, resize=256, interpolation="bilinear", mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
 def check_name(name: str) -> str:
@@ -31,8 +29,7 @@ def check_name(name: str) -> str:
         close = close_names(canonical, available)
         raise ModelLoadError(
             f"torchvision has no model named {name!r}",
-            (f"did you mean: {close}? " if close else "")
-            + "torchvision.models.list_models() lists all names",
+            (f"did you mean: {close}? " if close else "") + "torchvision.models.list_models() lists all names",
         )
     return canonical
 
@@ -44,7 +41,9 @@ def _weights(name: str) -> Any:
         return torchvision.models.get_model_weights(name).DEFAULT
     except (ValueError, AttributeError, KeyError) as exc:
         raise ModelLoadError(
-            f"torchvision has no pretrained weights for {name}", "pass pretrained=False"
+            f"torchvision has no pretrained weights for {name}",
+            "pass pretrained=False",
+            "pick another model, or pass a weights file with --model FILE --arch ARCH",
         ) from exc
 
 
@@ -89,10 +88,10 @@ def _fetch(name: str, weights: Any) -> None:
             )
     except Exception as exc:  # URLError, timeouts, hash mismatch, disk full: same advice
         raise ModelLoadError(
-            f"weights for torchvision:{name} are not on this machine and could not be downloaded"
-            f" ({describe(exc)})",
+            f"weights for torchvision:{name} are not on this machine and could not be downloaded ({describe(exc)})",
             f"download {url} to {target}, or pass a local file:"
             f" load_model('path.pth', arch='torchvision:{name}'), or pretrained=False",
+            f"download {url} to {target}, or pass a local file: --model path.pth --arch torchvision:{name}",
         ) from exc
 
 

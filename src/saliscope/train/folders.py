@@ -21,7 +21,9 @@ def class_folders(data_dir: str | os.PathLike[str]) -> tuple[Path, list[tuple[st
     classes = []
     for sub in sorted(p for p in root.iterdir() if p.is_dir()):
         files = sorted(
-            f for f in sub.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+            f
+            for f in sub.iterdir()
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
         )
         if files:
             classes.append((sub.name, files))

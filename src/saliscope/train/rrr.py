@@ -89,7 +89,8 @@ def rrr_loss(
         layer: for ``"gradcam"``, the layer to read (a name or module; None: automatic, as the CAMs do).
 
     Cost: one forward pass; ``"gradient"`` adds one differentiable backward pass, ``"gradcam"`` one per
-    class (so for models with hundreds of classes prefer ``"gradient"``). See :func:`rrr_terms` for the two parts separately.
+    class (so for models with hundreds of classes prefer ``"gradient"``). See :func:`rrr_terms` for the two
+    parts separately.
     """
     return rrr_terms(model, x, y, irrelevant_mask, weight=weight, kind=kind, layer=layer).total
 
@@ -202,7 +203,9 @@ def as_mask(mask: MaskLike, x: Tensor) -> Tensor:
     if isinstance(mask, np.ndarray):
         mask = torch.from_numpy(np.ascontiguousarray(mask))
     if not isinstance(mask, Tensor):
-        raise InputError(f"irrelevant_mask must be a tensor or array, got {type(mask).__name__}", "pass an (H, W) bool mask")
+        raise InputError(
+            f"irrelevant_mask must be a tensor or array, got {type(mask).__name__}", "pass an (H, W) bool mask"
+        )
     b, _, h, w = x.shape
     m = mask.detach()
     if m.ndim == 2:

@@ -42,7 +42,9 @@ class TinyCNN(nn.Module):
     ) -> None:
         super().__init__()
         if n_classes < 2 or width < 1:
-            raise InputError(f"TinyCNN needs n_classes >= 2 and width >= 1, got {n_classes}, {width}", "pass e.g. n_classes=2")
+            raise InputError(
+                f"TinyCNN needs n_classes >= 2 and width >= 1, got {n_classes}, {width}", "pass e.g. n_classes=2"
+            )
         # GELU, not ReLU: a ReLU net can hide its use of a region from the input gradient behind
         # saturated gates (units switched off both with and without the artefact), which the RRR penalty
         # cannot see. Measured on the shortcut benchmark (24 epochs, RRR weight 1000, seeds 0 / 1): the
@@ -51,9 +53,14 @@ class TinyCNN(nn.Module):
         # a TinyCNN never moves the caller's random state, then draw the real weights from our own.
         with torch.random.fork_rng(devices=[]):
             self.features = nn.Sequential(
-                nn.Conv2d(3, width, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
-                nn.Conv2d(width, 2 * width, 3, padding=1), nn.GELU(), nn.MaxPool2d(2),
-                nn.Conv2d(2 * width, 4 * width, 3, padding=1), nn.GELU(),
+                nn.Conv2d(3, width, 3, padding=1),
+                nn.GELU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(width, 2 * width, 3, padding=1),
+                nn.GELU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(2 * width, 4 * width, 3, padding=1),
+                nn.GELU(),
             )
             self.pool = nn.AdaptiveAvgPool2d(1)
             self.classifier = nn.Linear(4 * width, n_classes)
@@ -107,9 +114,13 @@ def train_tiny_cnn(
     if rrr_weight > 0 and irrelevant_mask is None:
         raise InputError("rrr_weight > 0 needs an irrelevant_mask", "pass irrelevant_mask=dataset.artefact_mask()")
     if rrr_weight <= 0 and irrelevant_mask is not None:
-        raise InputError("an irrelevant_mask was given but rrr_weight is 0, so it would be ignored", "pass rrr_weight=1000.0 or so")
+        raise InputError(
+            "an irrelevant_mask was given but rrr_weight is 0, so it would be ignored", "pass rrr_weight=1000.0 or so"
+        )
     if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise InputError(f"epochs, batch_size and lr must be positive, got {epochs}, {batch_size}, {lr}", "e.g. epochs=24")
+        raise InputError(
+            f"epochs, batch_size and lr must be positive, got {epochs}, {batch_size}, {lr}", "e.g. epochs=24"
+        )
     where = check_device(device)
     _, classes = class_folders(train_dir)
     labels = tuple(name for name, _ in classes)
@@ -146,7 +157,7 @@ def train_tiny_cnn(
             # Our own model: gradients are taken with autograd.grad and handed to the optimiser, the
             # same route the library takes everywhere (no .backward()).
             grads = torch.autograd.grad(loss, params)
-            for p, g in zip(params, grads):
+            for p, g in zip(params, grads, strict=True):
                 p.grad = g
             optimiser.step()
             total += float(loss.detach()) * len(idx)
@@ -179,7 +190,7 @@ def evaluate_accuracy(model: nn.Module, data_dir: str | os.PathLike[str], *, bat
     device = model_device(model)
     correct = 0
     with explaining(model), torch.no_grad():
-        for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
+        for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
             correct += int((model(xb.to(device)).argmax(dim=1).cpu() == yb).sum())
     return correct / len(y)
 

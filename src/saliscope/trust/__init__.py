@@ -7,6 +7,22 @@ from .evaluation import METRICS, evaluate, headline, metric_names
 from .thresholds import Band, Grading, Thresholds
 
 __all__ = [
-    "CHECKS", "METRICS", "Band", "CheckReport", "Comparison", "Grading", "Measurements", "MethodResult", "Thresholds",
-    "Verdict", "check", "compare_methods", "evaluate", "headline", "judge", "measure", "metric_names", "requirement",
+    "CHECKS",
+    "METRICS",
+    "Band",
+    "CheckReport",
+    "Comparison",
+    "Grading",
+    "Measurements",
+    "MethodResult",
+    "Thresholds",
+    "Verdict",
+    "check",
+    "compare_methods",
+    "evaluate",
+    "headline",
+    "judge",
+    "measure",
+    "metric_names",
+    "requirement",
 ]

@@ -45,8 +45,14 @@ class Verdict:
         return f"[{self.status}] {self.check}: {self.reason}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "status": self.status, "values": list(self.values),
-                "threshold": self.threshold, "reason": self.reason, "failed": list(self.failed)}
+        return {
+            "check": self.check,
+            "status": self.status,
+            "values": list(self.values),
+            "threshold": self.threshold,
+            "reason": self.reason,
+            "failed": list(self.failed),
+        }
 
 
 @dataclass(frozen=True)
@@ -76,8 +82,12 @@ class CheckReport:
         return [v.line() for v in self.verdicts]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "passed": self.passed, "verdicts": [v.as_dict() for v in self.verdicts],
-                "cost": None if self.cost is None else self.cost.as_dict()}
+        return {
+            "method": self.method,
+            "passed": self.passed,
+            "verdicts": [v.as_dict() for v in self.verdicts],
+            "cost": None if self.cost is None else self.cost.as_dict(),
+        }
 
 
 @dataclass
@@ -177,8 +187,9 @@ def measure(
         if "stability" in checks:
             steady = known.get("consistency")
             if steady is None or "shift1" not in steady.transforms:
-                steady = consistency(explainer, x, explanation.target, transforms=("shift1",), seed=seed,
-                                     clean=explanation)
+                steady = consistency(
+                    explainer, x, explanation.target, transforms=("shift1",), seed=seed, clean=explanation
+                )
                 found.add_cost(steady.cost)
             found.shift_rank_correlation = _floats(steady.spearman[steady.transforms.index("shift1")])
         if "sanity" in checks:
@@ -186,8 +197,9 @@ def measure(
             group = top_stages(explainer.model, thresholds.sanity_stages)
             sane = known.get("sanity")
             if sane is None or tuple(sane.stages) != (group.name,):
-                sane = model_randomisation(explainer, x, explanation.target, stages=[group], seed=seed,
-                                           clean=explanation)
+                sane = model_randomisation(
+                    explainer, x, explanation.target, stages=[group], seed=seed, clean=explanation
+                )
                 found.add_cost(sane.cost)
             found.randomised_rank_correlation = _floats(sane.spearman_abs[-1])
     if "completeness" in checks:
@@ -241,10 +253,13 @@ def check(
         A :class:`CheckReport`; ``report.passed``, ``report.failures``, ``report.lines()``.
     """
     if not isinstance(explanation, Explanation):
-        raise InputError(f"check needs an Explanation, got {type(explanation).__name__}",
-                         "pass what explainer.explain(x, target) returned")
-    found = measure(explanation, model, x, explainer=explainer, checks=checks, thresholds=thresholds, seed=seed,
-                    known=known)
+        raise InputError(
+            f"check needs an Explanation, got {type(explanation).__name__}",
+            "pass what explainer.explain(x, target) returned",
+        )
+    found = measure(
+        explanation, model, x, explainer=explainer, checks=checks, thresholds=thresholds, seed=seed, known=known
+    )
     return judge(found, checks=checks, thresholds=thresholds)
 
 
@@ -257,21 +272,24 @@ def _check_names(checks: Sequence[str] | str) -> tuple[str, ...]:
 
 
 def _which(failed: list[bool]) -> str:
-    """" in 2 of 3 images" for batches; empty for one image."""
+    """ " in 2 of 3 images" for batches; empty for one image."""
     return "" if len(failed) == 1 else f" in {sum(failed)} of {len(failed)} images"
 
 
 def _verdict(check: str, values: list[float], failed: list[bool], threshold: float, bad: str, good: str) -> Verdict:
-    worst = next((v for v, f in zip(values, failed) if f), values[0])
+    worst = next((v for v, f in zip(values, failed, strict=True) if f), values[0])
     status: Status = "fail" if any(failed) else "pass"
-    reason = (bad.format(v=worst) + _which(failed)) if any(failed) else good.format(v=values[0] if len(values) == 1
-                                                                                   else min(values, key=abs))
+    reason = (
+        (bad.format(v=worst) + _which(failed))
+        if any(failed)
+        else good.format(v=values[0] if len(values) == 1 else min(values, key=abs))
+    )
     return Verdict(check, status, tuple(values), threshold, reason, tuple(failed))
 
 
 def _judge_map(found: Measurements, t: Thresholds) -> Verdict:
     failed, reasons = [], []
-    for fin, spread, top in zip(found.finite, found.value_range, found.magnitude):
+    for fin, spread, top in zip(found.finite, found.value_range, found.magnitude, strict=True):
         if not fin:
             failed.append(True)
             reasons.append("map contains NaN or Inf")
@@ -281,7 +299,9 @@ def _judge_map(found: Measurements, t: Thresholds) -> Verdict:
         else:
             failed.append(False)
     values: tuple[float | None, ...] = tuple(
-        (s / m if m > 0 else 0.0) if f else None for s, m, f in zip(found.value_range, found.magnitude, found.finite))
+        (s / m if m > 0 else 0.0) if f else None
+        for s, m, f in zip(found.value_range, found.magnitude, found.finite, strict=True)
+    )
     if any(failed):
         return Verdict("map", "fail", values, t.flat_tolerance, reasons[0] + _which(failed), tuple(failed))
     return Verdict("map", "pass", values, t.flat_tolerance, "map is finite and varies", tuple(failed))
@@ -292,51 +312,70 @@ def _judge_deletion(found: Measurements, t: Thresholds) -> Verdict:
         return Verdict("deletion", "skipped", (), t.deletion_margin, found.notes.get("deletion", "not measured"))
     aucs, chance = found.deletion_auc, found.random_deletion_auc
     # The value judged is the map's (normalised) deletion AUC minus chance's: below -margin passes.
-    values = [a - c for a, c in zip(aucs, chance)]
+    values = [a - c for a, c in zip(aucs, chance, strict=True)]
     failed = [not (v <= -t.deletion_margin) for v in values]  # NaN fails
     i = next((j for j, f in enumerate(failed) if f), 0)
     if any(failed):
-        reason = (f"deletion AUC {aucs[i]:.3f} (÷ clean score) is no better than the same map moved to random "
-                  f"places: {chance[i]:.3f} (needs ≤ {chance[i] - t.deletion_margin:.3f})" + _which(failed))
+        reason = (
+            f"deletion AUC {aucs[i]:.3f} (÷ clean score) is no better than the same map moved to random "
+            f"places: {chance[i]:.3f} (needs ≤ {chance[i] - t.deletion_margin:.3f})" + _which(failed)
+        )
         return Verdict("deletion", "fail", tuple(values), -t.deletion_margin, reason, tuple(failed))
-    reason = (f"deletion AUC {aucs[0]:.3f} (÷ clean score) beats the same map moved to random places: "
-              f"{chance[0]:.3f} by ≥ {t.deletion_margin:g}")
+    reason = (
+        f"deletion AUC {aucs[0]:.3f} (÷ clean score) beats the same map moved to random places: "
+        f"{chance[0]:.3f} by ≥ {t.deletion_margin:g}"
+    )
     return Verdict("deletion", "pass", tuple(values), -t.deletion_margin, reason, tuple(failed))
 
 
 def _judge_stability(found: Measurements, t: Thresholds) -> Verdict:
     values = found.shift_rank_correlation
     if values is None:
-        return Verdict("stability", "skipped", (), t.min_shift_rank_correlation,
-                       found.notes.get("stability", "not measured"))
+        return Verdict(
+            "stability", "skipped", (), t.min_shift_rank_correlation, found.notes.get("stability", "not measured")
+        )
     failed = [not (v >= t.min_shift_rank_correlation) for v in values]
-    return _verdict("stability", values, failed, t.min_shift_rank_correlation,
-                    f"unstable under 1-px shifts: rank correlation {{v:.2f}} < {t.min_shift_rank_correlation:g}",
-                    f"stable under 1-px shifts: rank correlation {{v:.2f}} ≥ {t.min_shift_rank_correlation:g}")
+    return _verdict(
+        "stability",
+        values,
+        failed,
+        t.min_shift_rank_correlation,
+        f"unstable under 1-px shifts: rank correlation {{v:.2f}} < {t.min_shift_rank_correlation:g}",
+        f"stable under 1-px shifts: rank correlation {{v:.2f}} ≥ {t.min_shift_rank_correlation:g}",
+    )
 
 
 def _judge_sanity(found: Measurements, t: Thresholds) -> Verdict:
     values = found.randomised_rank_correlation
     if values is None:
-        return Verdict("sanity", "skipped", (), t.max_randomised_rank_correlation,
-                       found.notes.get("sanity", "not measured"))
+        return Verdict(
+            "sanity", "skipped", (), t.max_randomised_rank_correlation, found.notes.get("sanity", "not measured")
+        )
     limit = t.max_randomised_rank_correlation
     failed = [not (v <= limit) for v in values]
-    return _verdict("sanity", values, failed, limit,
-                    f"map barely changes when the top of the model is randomised: rank correlation {{v:.2f}} > {limit:g}",
-                    f"map changes when the top of the model is randomised: rank correlation {{v:.2f}} ≤ {limit:g}")
+    return _verdict(
+        "sanity",
+        values,
+        failed,
+        limit,
+        f"map barely changes when the top of the model is randomised: rank correlation {{v:.2f}} > {limit:g}",
+        f"map changes when the top of the model is randomised: rank correlation {{v:.2f}} ≤ {limit:g}",
+    )
 
 
 def _judge_completeness(found: Measurements, t: Thresholds) -> Verdict:
     values = found.completeness_gap
     if values is None:
-        return Verdict("completeness", "skipped", (), t.max_completeness_gap,
-                       found.notes.get("completeness", "not measured"))
+        return Verdict(
+            "completeness", "skipped", (), t.max_completeness_gap, found.notes.get("completeness", "not measured")
+        )
     failed = [not (v <= t.max_completeness_gap) for v in values]
     pct = t.max_completeness_gap * 100
     good = f"completeness gap {{v:.1%}} ≤ {pct:g}%"
-    bad = (f"completeness gap {{v:.1%}} > {pct:g}%: use more integration steps (n_steps, --n-steps) or a smoother"
-           " baseline (blur)")
+    bad = (
+        f"completeness gap {{v:.1%}} > {pct:g}%: use more integration steps (n_steps, --n-steps) or a smoother"
+        " baseline (blur)"
+    )
     return _verdict("completeness", values, failed, t.max_completeness_gap, bad, good)
 
 

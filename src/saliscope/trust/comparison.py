@@ -67,10 +67,19 @@ def requirement(explainer: Explainer) -> str:
     return "gradients"
 
 
-_EVIDENCE_WORDS = {"signed": "signed", "positive": "positive part", "negative": "negative part",
-                   "absolute": "magnitude"}
-_REDUCE_WORDS = {"sum": "RGB summed", "mean": "RGB averaged", "sum-abs": "sum of |RGB|", "max-abs": "max |RGB|",
-                 "l2": "L2 over RGB"}
+_EVIDENCE_WORDS = {
+    "signed": "signed",
+    "positive": "positive part",
+    "negative": "negative part",
+    "absolute": "magnitude",
+}
+_REDUCE_WORDS = {
+    "sum": "RGB summed",
+    "mean": "RGB averaged",
+    "sum-abs": "sum of |RGB|",
+    "max-abs": "max |RGB|",
+    "l2": "L2 over RGB",
+}
 
 
 def view_label(view: DisplayHint, channels: int = 1) -> str:
@@ -142,14 +151,22 @@ class MethodResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "method": self.name, "seconds": self.seconds, "timed_runs": self.timed_runs,
-            "detail_px": self.detail_px, "stability": self.stability,
-            "shift_rank_correlation": self.shift_rank_correlation, "deletion_auc": self.deletion_auc,
-            "insertion_auc": self.insertion_auc, "faithfulness": self.faithfulness,
-            "randomised_rank_correlation": self.randomised_rank_correlation, "needs": self.needs,
+            "method": self.name,
+            "seconds": self.seconds,
+            "timed_runs": self.timed_runs,
+            "detail_px": self.detail_px,
+            "stability": self.stability,
+            "shift_rank_correlation": self.shift_rank_correlation,
+            "deletion_auc": self.deletion_auc,
+            "insertion_auc": self.insertion_auc,
+            "faithfulness": self.faithfulness,
+            "randomised_rank_correlation": self.randomised_rank_correlation,
+            "needs": self.needs,
             "scored_on": {"reduce": self.view.reduce, "evidence": self.view.evidence, "label": self.scored_on},
-            "elapsed_s": self.elapsed_s, "explain_cost": self.explanation.cost.as_dict(),
-            "metrics_cost": self.metrics_cost.as_dict(), "checks": self.report.as_dict(),
+            "elapsed_s": self.elapsed_s,
+            "explain_cost": self.explanation.cost.as_dict(),
+            "metrics_cost": self.metrics_cost.as_dict(),
+            "checks": self.report.as_dict(),
         }
 
 
@@ -168,30 +185,54 @@ class Comparison:
 
     @property
     def timing_rule(self) -> str:
-        return (f"time: the fastest of {self.timing_runs} explanations after a warm-up call; a method whose "
-                f"first call took ≥ {_TIME_ONCE_AFTER_S:g} s is timed by that call alone")
+        return (
+            f"time: the fastest of {self.timing_runs} explanations after a warm-up call; a method whose "
+            f"first call took ≥ {_TIME_ONCE_AFTER_S:g} s is timed by that call alone"
+        )
 
     def rows(self) -> list[ScoreRow]:
         """The chart's rows, graded by :attr:`grading` (the ``needs`` row is not graded)."""
         g, rs = self.grading, self.results
         stages = self.thresholds.sanity_stages
         return [
-            ScoreRow("time (s / image)", [_num(r.seconds) for r in rs], [g.seconds.grade(r.seconds) for r in rs],
-                     g.seconds.rule(" s"), f"fastest of {self.timing_runs} after a warm-up; first call if "
-                     f"≥ {_TIME_ONCE_AFTER_S:g} s", [_timed(r.timed_runs) for r in rs]),
-            ScoreRow("finest detail (px)", [_num(r.detail_px, 1) for r in rs],
-                     [g.detail_px.grade(r.detail_px) for r in rs], g.detail_px.rule(" px"),
-                     "half-period holding 90% of the map's spectral energy"),
-            ScoreRow("stability", [_num(r.stability) for r in rs], [g.stability.grade(r.stability) for r in rs],
-                     g.stability.rule(), "mean rank corr. with the map under a 1-px shift, a flip, 2% noise",
-                     [f"shift alone {_num(r.shift_rank_correlation)}" for r in rs]),
-            ScoreRow("faithfulness", [_num(r.faithfulness, sign=True) for r in rs],
-                     [g.faithfulness.grade(r.faithfulness) for r in rs], g.faithfulness.rule(),
-                     "insertion AUC − deletion AUC; random ≈ 0",
-                     [f"ins {_num(r.insertion_auc)} − del {_num(r.deletion_auc)}" for r in rs]),
-            ScoreRow("sanity", [_num(r.randomised_rank_correlation) for r in rs],
-                     [g.sanity.grade(r.randomised_rank_correlation) for r in rs], g.sanity.rule(),
-                     f"rank corr. left after re-initialising the top {stages} stages"),
+            ScoreRow(
+                "time (s / image)",
+                [_num(r.seconds) for r in rs],
+                [g.seconds.grade(r.seconds) for r in rs],
+                g.seconds.rule(" s"),
+                f"fastest of {self.timing_runs} after a warm-up; first call if ≥ {_TIME_ONCE_AFTER_S:g} s",
+                [_timed(r.timed_runs) for r in rs],
+            ),
+            ScoreRow(
+                "finest detail (px)",
+                [_num(r.detail_px, 1) for r in rs],
+                [g.detail_px.grade(r.detail_px) for r in rs],
+                g.detail_px.rule(" px"),
+                "half-period holding 90% of the map's spectral energy",
+            ),
+            ScoreRow(
+                "stability",
+                [_num(r.stability) for r in rs],
+                [g.stability.grade(r.stability) for r in rs],
+                g.stability.rule(),
+                "mean rank corr. with the map under a 1-px shift, a flip, 2% noise",
+                [f"shift alone {_num(r.shift_rank_correlation)}" for r in rs],
+            ),
+            ScoreRow(
+                "faithfulness",
+                [_num(r.faithfulness, sign=True) for r in rs],
+                [g.faithfulness.grade(r.faithfulness) for r in rs],
+                g.faithfulness.rule(),
+                "insertion AUC − deletion AUC; random ≈ 0",
+                [f"ins {_num(r.insertion_auc)} − del {_num(r.deletion_auc)}" for r in rs],
+            ),
+            ScoreRow(
+                "sanity",
+                [_num(r.randomised_rank_correlation) for r in rs],
+                [g.sanity.grade(r.randomised_rank_correlation) for r in rs],
+                g.sanity.rule(),
+                f"rank corr. left after re-initialising the top {stages} stages",
+            ),
             ScoreRow("needs", [r.needs for r in rs], None, "", "what the method asks of the model"),
         ]
 
@@ -200,8 +241,11 @@ class Comparison:
         return [(r.name, v.status, f"{v.check}: {v.reason}") for r in self.results for v in r.report.failures]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"timing": self.timing_rule, "rows": [row.as_dict() for row in self.rows()],
-                "methods": [r.as_dict() for r in self.results]}
+        return {
+            "timing": self.timing_rule,
+            "rows": [row.as_dict() for row in self.rows()],
+            "methods": [r.as_dict() for r in self.results],
+        }
 
 
 def _num(value: float, digits: int = 2, *, sign: bool = False) -> str:
@@ -246,8 +290,9 @@ def compare_methods(
         on_method: called with each method's name before it runs; ``on_result`` with its result after.
     """
     if x.ndim != 4 or x.shape[0] != 1:
-        raise InputError(f"compare one image at a time, got a batch of shape {tuple(x.shape)}",
-                         "pass x[:1] (one preprocessed image)")
+        raise InputError(
+            f"compare one image at a time, got a batch of shape {tuple(x.shape)}", "pass x[:1] (one preprocessed image)"
+        )
     if not explainers:
         raise InputError("no methods to compare", "pass at least one explainer")
     timing_runs = whole("timing_runs", timing_runs, "use e.g. timing_runs=3")
@@ -256,8 +301,17 @@ def compare_methods(
         if on_method is not None:
             on_method(name)
         started = time.perf_counter()
-        result = _measure_one(name, explainer, model, x, target, display_hint(explainer.name, evidence),
-                              thresholds=thresholds, timing_runs=timing_runs, seed=seed)
+        result = _measure_one(
+            name,
+            explainer,
+            model,
+            x,
+            target,
+            display_hint(explainer.name, evidence),
+            thresholds=thresholds,
+            timing_runs=timing_runs,
+            seed=seed,
+        )
         result = replace(result, elapsed_s=time.perf_counter() - started)
         results.append(result)
         if on_result is not None:
@@ -265,8 +319,18 @@ def compare_methods(
     return Comparison(tuple(results), grading, thresholds, timing_runs)
 
 
-def _measure_one(name: str, explainer: Explainer, model: nn.Module, x: Tensor, target: TargetLike,
-                 view: DisplayHint, *, thresholds: Thresholds, timing_runs: int, seed: int) -> MethodResult:
+def _measure_one(
+    name: str,
+    explainer: Explainer,
+    model: nn.Module,
+    x: Tensor,
+    target: TargetLike,
+    view: DisplayHint,
+    *,
+    thresholds: Thresholds,
+    timing_runs: int,
+    seed: int,
+) -> MethodResult:
     from ..metrics.faithfulness import insertion
     from ..metrics.resolution import effective_resolution
     from ..metrics.robustness import consistency
@@ -287,8 +351,7 @@ def _measure_one(name: str, explainer: Explainer, model: nn.Module, x: Tensor, t
     found.completeness_gap = path.completeness_gap
     found.notes.update(path.notes)
     # Both re-run the method only on altered inputs / models: the clean map is the one just made.
-    steady = consistency(viewer, x, bound, transforms=STABILITY_TRANSFORMS, evidence="signed", seed=seed,
-                         clean=mine)
+    steady = consistency(viewer, x, bound, transforms=STABILITY_TRANSFORMS, evidence="signed", seed=seed, clean=mine)
     found.shift_rank_correlation = [float(v) for v in steady.spearman[STABILITY_TRANSFORMS.index("shift1")]]
     group = top_stages(explainer.model, thresholds.sanity_stages)
     sanity = model_randomisation(viewer, x, bound, stages=[group], seed=seed, clean=mine)

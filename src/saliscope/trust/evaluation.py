@@ -42,16 +42,30 @@ def _metrics() -> dict[str, MetricCall]:
         "entropy": lambda m, x, ex, e, s: M.entropy(e),
         "resolution": lambda m, x, ex, e, s: M.effective_resolution(e),
         "sanity": lambda m, x, ex, e, s: M.model_randomisation(
-            ex, x, e.target, stages=[M.top_stages(ex.model, t.sanity_stages)], seed=s),
+            ex, x, e.target, stages=[M.top_stages(ex.model, t.sanity_stages)], seed=s
+        ),
         "random-logit": lambda m, x, ex, e, s: M.random_logit(ex, x, e.target, seed=s),
         "completeness": lambda m, x, ex, e, s: None if e.completeness_gap is None else M.completeness_gap(e),
     }
 
 
 METRICS: tuple[str, ...] = (
-    "deletion", "insertion", "morf", "lerf", "road", "faithfulness-correlation", "counterfactual",
-    "max-sensitivity", "avg-sensitivity", "consistency", "sparseness", "entropy", "resolution", "sanity",
-    "random-logit", "completeness",
+    "deletion",
+    "insertion",
+    "morf",
+    "lerf",
+    "road",
+    "faithfulness-correlation",
+    "counterfactual",
+    "max-sensitivity",
+    "avg-sensitivity",
+    "consistency",
+    "sparseness",
+    "entropy",
+    "resolution",
+    "sanity",
+    "random-logit",
+    "completeness",
 )
 
 
@@ -73,8 +87,13 @@ def metric_names(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def evaluate(
-    model: nn.Module, x: Tensor, explainer: Explainer, explanation: Explanation, *,
-    metrics: Sequence[str] = METRICS, seed: int = 0,
+    model: nn.Module,
+    x: Tensor,
+    explainer: Explainer,
+    explanation: Explanation,
+    *,
+    metrics: Sequence[str] = METRICS,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """``{metric: result}`` for ``explanation`` (made by ``explainer`` on ``x``); metrics that do not apply
     (completeness of a non-path method) are left out."""

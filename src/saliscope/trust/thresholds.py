@@ -55,9 +55,13 @@ class Thresholds:
 
         for name in ("deletion_steps", "deletion_random_maps", "sanity_stages"):
             whole(f"Thresholds.{name}", getattr(self, name), example(name))
-        for name, low, high in (("flat_tolerance", 0.0, 1.0), ("deletion_margin", -1.0, 1.0),
-                                ("min_shift_rank_correlation", -1.0, 1.0),
-                                ("max_randomised_rank_correlation", -1.0, 1.0), ("max_completeness_gap", 0.0, None)):
+        for name, low, high in (
+            ("flat_tolerance", 0.0, 1.0),
+            ("deletion_margin", -1.0, 1.0),
+            ("min_shift_rank_correlation", -1.0, 1.0),
+            ("max_randomised_rank_correlation", -1.0, 1.0),
+            ("max_completeness_gap", 0.0, None),
+        ):
             real(f"Thresholds.{name}", getattr(self, name), example(name), at_least=low, at_most=high)
 
 
@@ -71,8 +75,9 @@ class Band:
     higher_is_better: bool = False
 
     def __post_init__(self) -> None:
-        ordered = (self.good_until >= self.moderate_until if self.higher_is_better
-                   else self.good_until <= self.moderate_until)
+        ordered = (
+            self.good_until >= self.moderate_until if self.higher_is_better else self.good_until <= self.moderate_until
+        )
         if not ordered:
             better = "higher" if self.higher_is_better else "lower"
             raise InputError(
@@ -90,8 +95,10 @@ class Band:
 
     def rule(self, unit: str = "") -> str:
         op, op2 = ("≥", "<") if self.higher_is_better else ("≤", ">")
-        return (f"good {op} {self.good_until:g}{unit}, moderate {op} {self.moderate_until:g}{unit}, "
-                f"poor {op2} {self.moderate_until:g}{unit}")
+        return (
+            f"good {op} {self.good_until:g}{unit}, moderate {op} {self.moderate_until:g}{unit}, "
+            f"poor {op2} {self.moderate_until:g}{unit}"
+        )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,17 @@ from .overlay import overlay
 from .panel import panel
 
 __all__ = [
-    "SIGNED_CMAP", "UNSIGNED_CMAP", "DisplayHint", "atomic_write", "colorize", "display_hint", "get_cmap",
-    "normalized_map", "overlay", "panel", "save_json", "save_npy", "save_png",
+    "SIGNED_CMAP",
+    "UNSIGNED_CMAP",
+    "DisplayHint",
+    "atomic_write",
+    "colorize",
+    "display_hint",
+    "get_cmap",
+    "normalized_map",
+    "overlay",
+    "panel",
+    "save_json",
+    "save_npy",
+    "save_png",
 ]

@@ -52,11 +52,22 @@ _HINTS: dict[str, DisplayHint] = {
     "smoothgrad-squared": DisplayHint("sum", "absolute"),
     "vargrad": DisplayHint("sum", "absolute"),
     "guided-gradcam": DisplayHint("max-abs", "absolute"),
-    **{name: DisplayHint("sum", "positive") for name in (
-        "gradcam", "gradcam-plus-plus", "hirescam", "xgradcam", "layercam", "eigencam", "scorecam", "ablationcam",
-        "attention-rollout", "gradient-rollout",
-    )},
-    # perturbation methods (issue 4): one signed value per pixel. RISE is centred on the mean score, so
+    **{
+        name: DisplayHint("sum", "positive")
+        for name in (
+            "gradcam",
+            "gradcam-plus-plus",
+            "hirescam",
+            "xgradcam",
+            "layercam",
+            "eigencam",
+            "scorecam",
+            "ablationcam",
+            "attention-rollout",
+            "gradient-rollout",
+        )
+    },
+    # perturbation methods: one signed value per pixel. RISE is centred on the mean score, so
     # its sign means "keeping this visible raises / lowers the score against the average mask".
     **{name: DisplayHint("sum", "signed") for name in ("occlusion", "rise", "lime", "kernel-shap")},
 }

@@ -67,8 +67,7 @@ def panel(
     rows = -(-cells // columns)
     aspect = photo.height / photo.width
     image_height = column_width * min(aspect, 1.6)
-    figure = Figure(figsize=(column_width * columns, rows * (image_height + 0.6) + 0.5), dpi=dpi,
-                    layout="constrained")
+    figure = Figure(figsize=(column_width * columns, rows * (image_height + 0.6) + 0.5), dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     grid = figure.add_gridspec(2 * rows, columns, height_ratios=[image_height, 0.35] * rows)
 
@@ -76,8 +75,11 @@ def panel(
     ax.imshow(np.asarray(photo))
     if box is not None and _covers_part(box, photo.size):
         left, top, right, bottom = box
-        ax.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False,
-                               edgecolor="white", linestyle="--", linewidth=1.0))
+        ax.add_patch(
+            Rectangle(
+                (left, top), right - left, bottom - top, fill=False, edgecolor="white", linestyle="--", linewidth=1.0
+            )
+        )
     ax.set_title("input" if box is None else "input (dashed: model's view)", fontsize=9)
     ax.set_axis_off()
 

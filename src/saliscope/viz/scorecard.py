@@ -76,8 +76,14 @@ class ScoreRow:
         return "; ".join(p for p in (self.note, rule) if p)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "texts": list(self.texts), "grades": None if self.grades is None else
-                list(self.grades), "details": list(self.details), "rule": self.rule, "note": self.note}
+        return {
+            "name": self.name,
+            "texts": list(self.texts),
+            "grades": None if self.grades is None else list(self.grades),
+            "details": list(self.details),
+            "rule": self.rule,
+            "note": self.note,
+        }
 
 
 def _check(methods: Sequence[str], rows: Sequence[ScoreRow], subtitles: Sequence[str] = ()) -> None:
@@ -168,31 +174,50 @@ def scorecard_figure(
     return figure
 
 
-def _draw_block(ax: Any, block: range, methods: Sequence[str], rows: Sequence[ScoreRow], sub_lines: list[list[str]],
-                label_lines: list[list[str]], row_heights: list[float], y: float, header: float, label_width: float,
-                cell: float) -> float:
+def _draw_block(
+    ax: Any,
+    block: range,
+    methods: Sequence[str],
+    rows: Sequence[ScoreRow],
+    sub_lines: list[list[str]],
+    label_lines: list[list[str]],
+    row_heights: list[float],
+    y: float,
+    header: float,
+    label_width: float,
+    cell: float,
+) -> float:
     for k, j in enumerate(block):
         x = label_width + (k + 0.5) * cell
-        ax.text(x, y + 0.22, methods[j], ha="center", va="center", fontsize=9.5 if cell >= 1.8 else 8.5,
-                weight="bold")
+        ax.text(x, y + 0.22, methods[j], ha="center", va="center", fontsize=9.5 if cell >= 1.8 else 8.5, weight="bold")
         if sub_lines:
-            ax.text(x, y + 0.36, "\n".join(sub_lines[j]), ha="center", va="top", fontsize=7, color=_GREY,
-                    linespacing=1.1)
+            ax.text(
+                x, y + 0.36, "\n".join(sub_lines[j]), ha="center", va="top", fontsize=7, color=_GREY, linespacing=1.1
+            )
     y += header
-    for row, lines, h in zip(rows, label_lines, row_heights):
+    for row, lines, h in zip(rows, label_lines, row_heights, strict=True):
         ax.text(0.12, y + 0.1, row.name, ha="left", va="top", fontsize=9.5, weight="bold")
         if lines:
             ax.text(0.12, y + 0.3, "\n".join(lines), ha="left", va="top", fontsize=7, color=_GREY, linespacing=1.1)
         for k, j in enumerate(block):
             x0 = label_width + k * cell
-            ax.add_patch(Rectangle((x0 + 0.03, y + 0.03), cell - 0.06, h - 0.06, facecolor=row.colour(j),
-                                   edgecolor="white"))
+            ax.add_patch(
+                Rectangle((x0 + 0.03, y + 0.03), cell - 0.06, h - 0.06, facecolor=row.colour(j), edgecolor="white")
+            )
             small = [s for s in (row.detail(j), row.grade(j) or "") if s]
             value_y = y + h / 2 - 0.08 * len(small)
             ax.text(x0 + cell / 2, value_y, row.texts[j], ha="center", va="center", fontsize=11)
             if small:
-                ax.text(x0 + cell / 2, value_y + 0.14, "\n".join(small), ha="center", va="top", fontsize=7,
-                        color=_GREY, linespacing=1.15)
+                ax.text(
+                    x0 + cell / 2,
+                    value_y + 0.14,
+                    "\n".join(small),
+                    ha="center",
+                    va="top",
+                    fontsize=7,
+                    color=_GREY,
+                    linespacing=1.15,
+                )
         y += h
     return y
 
@@ -236,18 +261,21 @@ def scorecard_html(
     """
     _check(methods, rows, subtitles)
     e = html.escape
-    head = "".join(f"<th>{e(m)}{f'<small>{e(subtitles[j])}</small>' if subtitles else ''}</th>"
-                   for j, m in enumerate(methods))
+    head = "".join(
+        f"<th>{e(m)}{f'<small>{e(subtitles[j])}</small>' if subtitles else ''}</th>" for j, m in enumerate(methods)
+    )
     body = []
     for row in rows:
         cells = "".join(
             f'<td style="background:{row.colour(j)}">{e(t)}'
-            + "".join(f"<small>{e(s)}</small>" for s in (row.detail(j), row.grade(j) or "") if s) + "</td>"
+            + "".join(f"<small>{e(s)}</small>" for s in (row.detail(j), row.grade(j) or "") if s)
+            + "</td>"
             for j, t in enumerate(row.texts)
         )
         body.append(f'<tr><td class="name">{e(row.name)}<small>{e(row.caption())}</small></td>{cells}</tr>')
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{e(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{e(title)}</h1>",
         *(f'<img alt="{e(caption)}" src="{png_data_uri(png)}">' for caption, png in figures),

@@ -6,6 +6,15 @@ from .guided import GuidedGradCAM
 from .score_weighted import AblationCAM, EigenCAM, ScoreCAM
 
 __all__ = [
-    "CAM", "CamEvidence", "GradCAM", "GradCAMPlusPlus", "HiResCAM", "XGradCAM", "LayerCAM", "EigenCAM",
-    "ScoreCAM", "AblationCAM", "GuidedGradCAM",
+    "CAM",
+    "AblationCAM",
+    "CamEvidence",
+    "EigenCAM",
+    "GradCAM",
+    "GradCAMPlusPlus",
+    "GuidedGradCAM",
+    "HiResCAM",
+    "LayerCAM",
+    "ScoreCAM",
+    "XGradCAM",
 ]

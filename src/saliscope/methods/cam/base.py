@@ -23,11 +23,11 @@ from torch import Tensor, nn
 
 from ...core.cost import CostMeter
 from ...core.errors import InputError
+from ...core.memory_layout import in_preferred_layout
 from ...core.model_state import hooks
 from ...core.targets import BoundTarget
 from ..base import Attribution, Explainer, Precision
 from ..layers import LayerGrid, resolve_layer
-from ..memory_layout import in_preferred_layout
 
 CamEvidence = Literal["positive", "negative", "signed"]
 _EVIDENCE: tuple[str, ...] = ("positive", "negative", "signed")
@@ -121,7 +121,9 @@ class CAM(Explainer):
         if evidence not in _EVIDENCE:
             raise InputError(f"unknown evidence {evidence!r}", f"use one of {', '.join(_EVIDENCE)}")
         if layer is not None and not isinstance(layer, (str, nn.Module)):
-            raise InputError(f"layer must be a name or a module, not {type(layer).__name__}", "pass e.g. layer='layer4'")
+            raise InputError(
+                f"layer must be a name or a module, not {type(layer).__name__}", "pass e.g. layer='layer4'"
+            )
         self.layer = layer
         self.evidence: CamEvidence = evidence
         self._grids: dict[tuple[object, ...], LayerGrid] = {}
@@ -174,7 +176,7 @@ class CAM(Explainer):
                         grads[k] = grid.to_maps(g)
             raw = box.output.detach()
             acts = grid.to_maps(raw)
-            return [LayerPass(raw, acts, g, s.detach(), box.calls) for g, s in zip(grads, scores)]
+            return [LayerPass(raw, acts, g, s.detach(), box.calls) for g, s in zip(grads, scores, strict=True)]
 
         return in_preferred_layout(net, x, run)
 
@@ -201,8 +203,13 @@ class CAM(Explainer):
         grid = self.layer_grid(net, x, meter)
         maps: list[list[Tensor]] = [[] for _ in targets]
         scores: list[list[Tensor]] = [[] for _ in targets]
-        spans = self.chunker.spans(int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters,
-                                   forward_only=not self.uses_gradients)
+        spans = self.chunker.spans(
+            int(x.shape[0]),
+            key=self.chunk_key(x),
+            device=x.device,
+            params=net.parameters,
+            forward_only=not self.uses_gradients,
+        )
         chunks = []
         for start, stop in spans:
             parts = [t.take(torch.arange(start, stop)) for t in targets]
@@ -210,12 +217,16 @@ class CAM(Explainer):
         # Maps are made after the chunked passes, not inside them: a perturbation CAM's extra passes must not
         # run inside the first span, where the chunker is still measuring what one row of *this* pass costs.
         for start, stop, parts, passes in chunks:
-            for k, (part, layer) in enumerate(zip(parts, passes)):
+            for k, (part, layer) in enumerate(zip(parts, passes, strict=True)):
                 maps[k].append(self.map_chunk(net, x[start:stop], layer, part, meter))
                 scores[k].append(layer.scores)
         size = (int(x.shape[-2]), int(x.shape[-1]))
         return [
-            Attribution(upsample(torch.cat(m), size), scores=torch.cat(sc), extras={"layer_map": torch.cat(m)},
-                        params={"layer": grid.name})
-            for m, sc in zip(maps, scores)
+            Attribution(
+                upsample(torch.cat(m), size),
+                scores=torch.cat(sc),
+                extras={"layer_map": torch.cat(m)},
+                params={"layer": grid.name},
+            )
+            for m, sc in zip(maps, scores, strict=True)
         ]

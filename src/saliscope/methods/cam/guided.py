@@ -24,16 +24,26 @@ class GuidedGradCAM(GradCAM):
 
     def __init__(self, model: nn.Module, **kwargs: Any) -> None:
         super().__init__(model, **kwargs)
-        self._guided = GuidedBackprop(model, chunk_size=self.chunker.chunk_size, memory_budget=self.chunker.memory_budget,
-                                      precision=self.precision)
+        self._guided = GuidedBackprop(
+            model,
+            chunk_size=self.chunker.chunk_size,
+            memory_budget=self.chunker.memory_budget,
+            precision=self.precision,
+        )
 
     def _attribute_many(
         self, net: nn.Module, x: Tensor, targets: list[BoundTarget], meter: CostMeter
     ) -> list[Attribution]:
         cams = super()._attribute_many(net, x, targets, meter)
         out = []
-        for cam, target in zip(cams, targets):
+        for cam, target in zip(cams, targets, strict=True):
             guided = self._guided._attribute(net, x, target, meter)
-            out.append(Attribution(guided.attributions * cam.attributions, scores=cam.scores,
-                                   extras={**cam.extras, "gradcam": cam.attributions}, params=cam.params))
+            out.append(
+                Attribution(
+                    guided.attributions * cam.attributions,
+                    scores=cam.scores,
+                    extras={**cam.extras, "gradcam": cam.attributions},
+                    params=cam.params,
+                )
+            )
         return out

@@ -15,10 +15,10 @@ from torch import Tensor, nn
 from ...core.chunking import CreatedBytes
 from ...core.cost import CostMeter
 from ...core.errors import InputError
+from ...core.memory_layout import in_preferred_layout
 from ...core.model_state import hooks
 from ...core.targets import BoundTarget
 from ..layers import LayerGrid
-from ..memory_layout import in_preferred_layout
 from ..perturbation._forward import scored_chunks
 from .base import CAM, LayerPass, apply_evidence, upsample
 
@@ -59,11 +59,21 @@ class ScoreCAM(CAM):
             # A constant channel masks the whole image away; all of them share one input, scored once.
             n_rows = int(live.numel()) + int(live.numel() < channels.numel())
             xi = x[i : i + 1]
-            scores = torch.cat([
-                chunk.scores[0].float()
-                for chunk in scored_chunks(self, net, xi, torch.zeros_like(xi), [_repeat(target, i, 1)], meter,
-                                           n=n_rows, keep=_ChannelMasks(acts, live, xi.shape[-2:]))
-            ])
+            scores = torch.cat(
+                [
+                    chunk.scores[0].float()
+                    for chunk in scored_chunks(
+                        self,
+                        net,
+                        xi,
+                        torch.zeros_like(xi),
+                        [_repeat(target, i, 1)],
+                        meter,
+                        n=n_rows,
+                        keep=_ChannelMasks(acts, live, xi.shape[-2:]),
+                    )
+                ]
+            )
             channel_scores = scores[-1].expand(acts.shape[0]).clone()
             channel_scores[live] = scores[: live.numel()]
             weights = torch.zeros_like(channel_scores)
@@ -78,7 +88,6 @@ class ScoreCAM(CAM):
         return acts.mean((1, 2)).topk(self.max_channels).indices.sort().values
 
 
-
 class _ChannelMasks:
     """Keep masks ``normalised(upsampled(A_k))`` for rows of the live channels, and an all-zero mask for the
     row after them; built per chunk, so only a chunk's worth of masks is ever held."""
@@ -88,8 +97,12 @@ class _ChannelMasks:
 
     def __call__(self, sample: Tensor, index: Tensor) -> Tensor:
         chosen = index.clamp(max=self.live.numel() - 1) if self.live.numel() else index * 0
-        masks = upsample(self.activations[self.live[chosen]] if self.live.numel() else
-                         self.activations[:1].expand(len(index), -1, -1), self.size)
+        masks = upsample(
+            self.activations[self.live[chosen]]
+            if self.live.numel()
+            else self.activations[:1].expand(len(index), -1, -1),
+            self.size,
+        )
         low = masks.amin((2, 3), keepdim=True)
         masks = (masks - low) / (masks.amax((2, 3), keepdim=True) - low).clamp(min=torch.finfo(masks.dtype).tiny)
         return masks * (index < self.live.numel()).to(masks.dtype).view(-1, 1, 1, 1)
@@ -137,7 +150,13 @@ class AblationCAM(CAM):
         return torch.stack(maps)
 
     def _ablated_scores(
-        self, net: nn.Module, x1: Tensor, raw: Tensor, grid: LayerGrid, target: BoundTarget, calls: int,
+        self,
+        net: nn.Module,
+        x1: Tensor,
+        raw: Tensor,
+        grid: LayerGrid,
+        target: BoundTarget,
+        calls: int,
         meter: CostMeter,
     ) -> Tensor:
         """Scores ``(K,)`` with each channel zeroed in turn, chunked by the forward-only memory probe."""
@@ -158,13 +177,21 @@ class AblationCAM(CAM):
             # (and the ablated copy) scales with them: that is a row's cost.
             self.chunker.record(chunk_key, self._head_row_bytes(net, x1, raw, grid, target, calls, meter))
         spans = self.chunker.spans(k, key=chunk_key, device=x1.device, params=net.parameters, forward_only=True)
-        return torch.cat([
-            self._run(net, x1, raw, grid, target, list(range(start, stop)), calls, meter, head_only=head_only)
-            for start, stop in spans
-        ])
+        return torch.cat(
+            [
+                self._run(net, x1, raw, grid, target, list(range(start, stop)), calls, meter, head_only=head_only)
+                for start, stop in spans
+            ]
+        )
 
     def _head_row_bytes(
-        self, net: nn.Module, x1: Tensor, raw: Tensor, grid: LayerGrid, target: BoundTarget, calls: int,
+        self,
+        net: nn.Module,
+        x1: Tensor,
+        raw: Tensor,
+        grid: LayerGrid,
+        target: BoundTarget,
+        calls: int,
         meter: CostMeter,
     ) -> int:
         """Bytes one ablated row costs: its copy of the layer's output, and what the layers after it create."""
@@ -181,8 +208,17 @@ class AblationCAM(CAM):
         return created.total - below[0] + raw[0].numel() * raw.element_size()
 
     def _run(
-        self, net: nn.Module, x1: Tensor, raw: Tensor, grid: LayerGrid, target: BoundTarget, channels: list[int],
-        calls: int, meter: CostMeter, *, head_only: bool,
+        self,
+        net: nn.Module,
+        x1: Tensor,
+        raw: Tensor,
+        grid: LayerGrid,
+        target: BoundTarget,
+        channels: list[int],
+        calls: int,
+        meter: CostMeter,
+        *,
+        head_only: bool,
     ) -> Tensor:
         """Scores with each of ``channels`` zeroed at the layer's last call; ``head_only`` feeds the image once."""
         n = len(channels)

@@ -5,4 +5,4 @@ from .occlusion import Occlusion
 from .rise import RISE
 from .surrogate import LIME, KernelSHAP
 
-__all__ = ["KernelSHAP", "LIME", "Occlusion", "PerturbationExplainer", "RISE"]
+__all__ = ["LIME", "RISE", "KernelSHAP", "Occlusion", "PerturbationExplainer"]

@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from ...core.cost import CostMeter
+from ...core.inference_copy import FOLD_FROM_ROWS, inference_net
+from ...core.memory_layout import in_preferred_layout
 from ...core.targets import BoundTarget
-from ..inference_copy import FOLD_FROM_ROWS, inference_net
-from ..memory_layout import in_preferred_layout
 
 if TYPE_CHECKING:
     from ..base import Explainer

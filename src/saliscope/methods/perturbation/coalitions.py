@@ -24,8 +24,10 @@ from torch import Tensor
 def lime_size_law(n_features: int) -> Tensor:
     """``(S + 1,)`` probabilities of keeping ``k`` superpixels: Binomial(S, 1/2)."""
     k = torch.arange(n_features + 1, dtype=torch.float64)
-    log_choose = torch.lgamma(torch.tensor(n_features + 1.0, dtype=torch.float64)) - torch.lgamma(k + 1) - torch.lgamma(
-        n_features - k + 1
+    log_choose = (
+        torch.lgamma(torch.tensor(n_features + 1.0, dtype=torch.float64))
+        - torch.lgamma(k + 1)
+        - torch.lgamma(n_features - k + 1)
     )
     return torch.exp(log_choose - n_features * math.log(2.0))
 

@@ -53,8 +53,16 @@ class Occlusion(PerturbationExplainer):
         memory_budget: int | None = None,
         precision: Precision = "auto",
     ) -> None:
-        super().__init__(model, replacement=replacement, value=value, blur_sigma=blur_sigma, progress=progress,
-                         chunk_size=chunk_size, memory_budget=memory_budget, precision=precision)
+        super().__init__(
+            model,
+            replacement=replacement,
+            value=value,
+            blur_sigma=blur_sigma,
+            progress=progress,
+            chunk_size=chunk_size,
+            memory_budget=memory_budget,
+            precision=precision,
+        )
         self.window = None if window is None else _pair(window, "window")
         self.stride = None if stride is None else _pair(stride, "stride")
         self._windows = 1  # windows per image at the last call's image size (for rows_per_sample)
@@ -99,8 +107,12 @@ class Occlusion(PerturbationExplainer):
         count = torch.outer(rows64.sum(0), cols64.sum(0))
         maps = (total / count).unsqueeze(2).to(x.dtype)  # (K, B, 1, H, W)
         return [
-            Attribution(maps[k], scores=scores[k, :, 0].to(x.dtype), extras={"window_drops": drops[k].to(x.dtype)},
-                        params={"window": [wh, ww], "stride": [sh, sw]})
+            Attribution(
+                maps[k],
+                scores=scores[k, :, 0].to(x.dtype),
+                extras={"window_drops": drops[k].to(x.dtype)},
+                params={"window": [wh, ww], "stride": [sh, sw]},
+            )
             for k in range(len(targets))
         ]
 

@@ -66,8 +66,16 @@ class RISE(Seeded, PerturbationExplainer):
         memory_budget: int | None = None,
         precision: Precision = "auto",
     ) -> None:
-        super().__init__(model, replacement=replacement, value=value, blur_sigma=blur_sigma, progress=progress,
-                         chunk_size=chunk_size, memory_budget=memory_budget, precision=precision)
+        super().__init__(
+            model,
+            replacement=replacement,
+            value=value,
+            blur_sigma=blur_sigma,
+            progress=progress,
+            chunk_size=chunk_size,
+            memory_budget=memory_budget,
+            precision=precision,
+        )
         self.n_masks = check_count("n_masks", n_masks, example=2000)
         self.grid = check_count("grid", grid, example=7)
         if not 0 < p < 1:
@@ -81,8 +89,14 @@ class RISE(Seeded, PerturbationExplainer):
         return self.n_masks
 
     def params(self) -> dict[str, Any]:
-        return {**super().params(), "n_masks": self.n_masks, "grid": self.grid, "p": self.p, "centre": self.centre,
-                "seed": self.seed}
+        return {
+            **super().params(),
+            "n_masks": self.n_masks,
+            "grid": self.grid,
+            "p": self.p,
+            "centre": self.centre,
+            "seed": self.seed,
+        }
 
     def _perturb(self, net: nn.Module, x: Tensor, targets: list[BoundTarget], meter: CostMeter) -> list[Attribution]:
         seed = self.run_seed()
@@ -104,8 +118,10 @@ class RISE(Seeded, PerturbationExplainer):
         if self.centre:
             weighted = weighted - mean_score.view(k, b, 1, 1) * coverage
         maps = (weighted / (self.n_masks * self.p)).unsqueeze(2).to(x.dtype)
-        return [Attribution(maps[j], extras={"mean_score": mean_score[j].to(x.dtype)}, params={"seed": seed})
-                for j in range(k)]
+        return [
+            Attribution(maps[j], extras={"mean_score": mean_score[j].to(x.dtype)}, params={"seed": seed})
+            for j in range(k)
+        ]
 
 
 class RandomMasks:

@@ -7,7 +7,7 @@ so float32 and float64 runs, and a batch and its images alone, get the same segm
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from torch import Tensor
 from ...core.errors import InputError
 
 SegmenterName = Literal["slic", "quickshift", "grid"]
-Segmenter = Union[SegmenterName, Callable[[Tensor], Tensor]]
+Segmenter = SegmenterName | Callable[[Tensor], Tensor]
 _NAMES: tuple[str, ...] = ("slic", "quickshift", "grid")
 
 
@@ -88,5 +88,6 @@ def _segment(image: np.ndarray, segmenter: str, n_segments: int, compactness: fl
     if segmenter == "quickshift":
         return quickshift(image, kernel_size=4, max_dist=200, ratio=0.2)
     channels = image.shape[-1]
-    return slic(image, n_segments=n_segments, compactness=compactness, start_label=0,
-                channel_axis=-1, convert2lab=channels == 3)
+    return slic(
+        image, n_segments=n_segments, compactness=compactness, start_label=0, channel_axis=-1, convert2lab=channels == 3
+    )

@@ -54,8 +54,16 @@ class SuperpixelSurrogate(Seeded, PerturbationExplainer):
         memory_budget: int | None = None,
         precision: Precision = "auto",
     ) -> None:
-        super().__init__(model, replacement=replacement, value=value, blur_sigma=blur_sigma, progress=progress,
-                         chunk_size=chunk_size, memory_budget=memory_budget, precision=precision)
+        super().__init__(
+            model,
+            replacement=replacement,
+            value=value,
+            blur_sigma=blur_sigma,
+            progress=progress,
+            chunk_size=chunk_size,
+            memory_budget=memory_budget,
+            precision=precision,
+        )
         self.n_samples = check_count("n_samples", n_samples, minimum=self.min_samples)
         check_segmenter(superpixels)
         self.superpixels = superpixels
@@ -76,8 +84,14 @@ class SuperpixelSurrogate(Seeded, PerturbationExplainer):
 
     def params(self) -> dict[str, Any]:
         segmenter = self.superpixels if isinstance(self.superpixels, str) else "custom"
-        return {**super().params(), "n_samples": self.n_samples, "superpixels": segmenter,
-                "n_superpixels": self.n_superpixels, "alpha": self.alpha, "seed": self.seed}
+        return {
+            **super().params(),
+            "n_samples": self.n_samples,
+            "superpixels": segmenter,
+            "n_superpixels": self.n_superpixels,
+            "alpha": self.alpha,
+            "seed": self.seed,
+        }
 
     @abstractmethod
     def coalitions(self, n_features: int, generator: torch.Generator) -> Tensor:
@@ -110,12 +124,17 @@ class SuperpixelSurrogate(Seeded, PerturbationExplainer):
             for i, count in enumerate(counts):
                 coef[i, :count], intercept[i] = self.fit(z[i, :, :count], scores[k, i])
             coef_dev = coef.to(device=x.device, dtype=x.dtype)
-            results.append(Attribution(
-                paint(coef_dev, labels),
-                extras={"superpixels": labels.unsqueeze(1), "coefficients": coef_dev,
-                        "intercept": intercept.to(device=x.device, dtype=x.dtype)},
-                params={"seed": seed},
-            ))
+            results.append(
+                Attribution(
+                    paint(coef_dev, labels),
+                    extras={
+                        "superpixels": labels.unsqueeze(1),
+                        "coefficients": coef_dev,
+                        "intercept": intercept.to(device=x.device, dtype=x.dtype),
+                    },
+                    params={"seed": seed},
+                )
+            )
         return results
 
 

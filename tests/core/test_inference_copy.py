@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_snapshot import assert_same, snapshot
+from tiny_models import SmallCNN
 from torch import nn
 
 import saliscope as ss
-from saliscope.methods.inference_copy import _COPIES, FOLD_FROM_ROWS, inference_copy, inference_net
-from model_snapshot import assert_same, snapshot
-from tiny_models import SmallCNN
+from saliscope.core.inference_copy import _COPIES, FOLD_FROM_ROWS, inference_copy, inference_net
 
 
 def _trained_bn(channels: int, seed: int) -> nn.BatchNorm2d:
@@ -153,7 +153,7 @@ def test_timm_norm_act_layers_fold_and_same_padding_becomes_static(size):
 def test_static_padding_reads_exactly_what_same_padding_reads(kernel, stride, size):
     from timm.layers import Conv2dSame
 
-    from saliscope.methods.inference_copy import _static_padding
+    from saliscope.core.inference_copy import _static_padding
 
     torch.manual_seed(0)
     same = Conv2dSame(4, 6, kernel, stride=stride, groups=2).eval()

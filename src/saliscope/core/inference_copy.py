@@ -33,16 +33,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core.cost import CostMeter
-from ..core.model_state import hooks
+from .cost import CostMeter
 from .memory_layout import in_preferred_layout
+from .model_state import hooks
 
 FOLD_FROM_ROWS = 64  # runs of fewer forward passes per image use the model itself (the probe costs 2 rows)
 _NORM_TYPES = (nn.BatchNorm2d,)
 # net -> (the state and input size it was made for, the copy or None when there was nothing to rewrite)
-_COPIES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[object, ...], nn.Module | None]] = (
-    weakref.WeakKeyDictionary()
-)
+_COPIES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[object, ...], nn.Module | None]] = weakref.WeakKeyDictionary()
 
 
 def inference_net(net: nn.Module, probe: Tensor, meter: CostMeter | None = None) -> nn.Module:
@@ -55,8 +53,13 @@ def inference_net(net: nn.Module, probe: Tensor, meter: CostMeter | None = None)
     """
     # In-place updates (optimiser steps, load_state_dict, re-initialisation) bump a tensor's version; a
     # module switched to training mode must not get the copy that folded its running statistics.
-    state = (tuple(probe.shape[1:]), probe.dtype, probe.device, tuple(m.training for m in net.modules()),
-             *((id(t), t.data_ptr(), t._version) for t in (*net.parameters(), *net.buffers())))
+    state = (
+        tuple(probe.shape[1:]),
+        probe.dtype,
+        probe.device,
+        tuple(m.training for m in net.modules()),
+        *((id(t), t.data_ptr(), t._version) for t in (*net.parameters(), *net.buffers())),
+    )
     cached = _COPIES.get(net)
     if cached is not None and cached[0] == state:
         return cached[1] or net
@@ -73,6 +76,7 @@ def inference_copy(net: nn.Module, probe: Tensor, meter: CostMeter | None = None
     the norms' running statistics (the user's model changed) and its answers are not fixed functions."""
     if any(m.training for m in net.modules()):
         return None
+
     def run(module: nn.Module) -> Any:
         if meter is not None:
             meter.forward(int(probe.shape[0]))
@@ -187,15 +191,23 @@ def _static_padding(conv: nn.Conv2d, size: tuple[int, int]) -> nn.Conv2d:
     ``p = max(before, after)`` per side, the kernel padded with ``p − before`` zero taps in front and
     ``p − after`` behind, so every output still reads exactly the pixels (and zeros) it read before."""
     before, after = [], []
-    for n, k, s in zip(size, conv.kernel_size, conv.stride):
+    for n, k, s in zip(size, conv.kernel_size, conv.stride, strict=True):
         total = max((math.ceil(n / s) - 1) * s + k - n, 0)
         before.append(total // 2)
         after.append(total - total // 2)
-    p = [max(b, a) for b, a in zip(before, after)]
+    p = [max(b, a) for b, a in zip(before, after, strict=True)]
     weight = F.pad(conv.weight, (p[1] - before[1], p[1] - after[1], p[0] - before[0], p[0] - after[0]))
-    static = nn.Conv2d(conv.in_channels, conv.out_channels, tuple(weight.shape[-2:]), stride=conv.stride,
-                       padding=tuple(p), groups=conv.groups, bias=conv.bias is not None,
-                       device=weight.device, dtype=weight.dtype)
+    static = nn.Conv2d(
+        conv.in_channels,
+        conv.out_channels,
+        tuple(weight.shape[-2:]),
+        stride=conv.stride,
+        padding=tuple(p),
+        groups=conv.groups,
+        bias=conv.bias is not None,
+        device=weight.device,
+        dtype=weight.dtype,
+    )
     static.weight = nn.Parameter(weight, requires_grad=False)
     if conv.bias is not None:
         static.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
@@ -225,5 +237,5 @@ def _same_output(expected: Any, got: Any) -> bool:
     if isinstance(expected, dict) and isinstance(got, dict):
         return expected.keys() == got.keys() and all(_same_output(expected[k], got[k]) for k in expected)
     if isinstance(expected, (tuple, list)) and isinstance(got, (tuple, list)):
-        return len(expected) == len(got) and all(_same_output(a, b) for a, b in zip(expected, got))
+        return len(expected) == len(got) and all(_same_output(a, b) for a, b in zip(expected, got, strict=True))
     return False

@@ -1,0 +1,107 @@
+"""``saliscope explain``, ``saliscope demo`` and ``saliscope methods``: maps for images, the sample photos,
+and the list of methods."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import build_settings, debug_option, load_cli_model, method_options, model_options, run_sources
+
+
+@click.command()
+@click.argument("images", nargs=-1, required=True, metavar="IMAGE...")
+@model_options()
+@click.option(
+    "--target",
+    "-t",
+    default="predicted",
+    show_default=True,
+    metavar="CLASS",
+    help="'predicted', a class index, or a label name.",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="K",
+    help="Explain each of the K best-ranked classes (files named <method>-top<k>.*).",
+)
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("saliscope-out"),
+    show_default=True,
+    help="Output folder.",
+)
+@method_options
+@click.pass_context
+def explain(
+    ctx: click.Context,
+    images: tuple[str, ...],
+    model_spec: str | None,
+    arch: str | None,
+    target: str,
+    top_k: int | None,
+    out: Path,
+    **options: Any,
+) -> None:
+    """Explain the model's decision on IMAGE... (files or folders of images).
+
+    For each image, prints the top-5 classes and writes to OUT/<image name>/: <method>.png (the map over
+    the photo), <method>.npy (raw attributions, C×H×W float32) and panel.png (all methods side by side);
+    then OUT/summary.json.
+    """
+    from . import pipeline
+
+    if top_k is not None and target.strip().lower() not in ("predicted", "top1", "top-1"):
+        raise click.UsageError("--top-k explains the top classes; it cannot be combined with --target")
+    settings = build_settings(options, out=out, target=target, top_k=top_k, model_spec=model_spec)
+    sources = pipeline.file_sources(images)
+    if len(sources) == 1:
+        sources = [pipeline.preread(sources[0])]  # a bad lone image fails before the model loads
+    model = load_cli_model(model_spec, arch, settings.device)
+    run_sources(ctx, sources, model, settings)
+
+
+@click.command()
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=Path("saliscope-demo"),
+    show_default=True,
+    help="Output folder.",
+)
+@method_options
+@click.pass_context
+def demo(ctx: click.Context, out: Path, **options: Any) -> None:
+    """Explain the default model on scikit-image's four sample photos (cat, coffee, astronaut, rocket)."""
+    from ..io import sample_images
+    from . import pipeline
+
+    settings = build_settings(options, out=out)
+    model = load_cli_model(None, None, settings.device)
+    sources = [
+        pipeline.Source(f"skimage.data.{name}", name, (lambda im=image: im)) for name, image in sample_images().items()
+    ]
+    run_sources(ctx, sources, model, settings)
+
+
+@click.command()
+@debug_option
+def methods() -> None:
+    """List the attribution methods."""
+    from .. import registry
+    from ..viz import display_hint
+
+    names = registry.available()
+    width = max(len(n) for n in names)
+    for name in names:
+        spec = registry.get(name)
+        hint = display_hint(name)
+        shown = "signed" if hint.signed else "unsigned"
+        click.echo(f"{name:<{width}}  {spec.summary}  [{shown}, {hint.reduce}]")
