@@ -17,7 +17,6 @@ from torch import nn
 
 from ..core.devices import check_device
 from ..core.errors import ModelLoadError
-
 from . import default as default_model
 from . import timm_zoo, torchvision_zoo
 from ._messages import describe
