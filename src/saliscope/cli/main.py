@@ -16,6 +16,7 @@ import click
 
 from .. import __version__
 from ..core.errors import SaliscopeError
+from .app import app
 from .audit import audit
 from .common import EXIT_INTERNAL, EXIT_USER, debug_option, state
 from .compare import compare
@@ -69,7 +70,7 @@ def cli(ctx: click.Context) -> None:
     state(ctx)
 
 
-for _command in (explain, demo, methods, evaluate, compare, audit):
+for _command in (explain, demo, methods, evaluate, compare, audit, app):
     cli.add_command(_command)
 
 

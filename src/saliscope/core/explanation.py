@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -13,6 +13,10 @@ from torch import Tensor
 from .cost import Cost
 from .targets import BoundClasses, BoundTarget
 from .views import Evidence, Reduction, normalize, reduce_channels, select_evidence
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,14 @@ class Explanation:
         scores: ``(B,)`` the target score on the clean input, when the method computed it.
         completeness_gap: ``(B,)`` for path methods, ``sum(attr) - (f(x) - f(baseline))``.
         extras: further per-sample tensors a method reports (e.g. ``baseline_scores``).
+        inputs: ``(B, C, H, W)`` the batch explained, in model space (the caller's tensor, not a copy); for
+            display only.
+        preprocess: the model's ``preprocess`` (when it has one): turns ``inputs`` back into pixels and places
+            the map on the original photo (its crop box); for display only.
+        labels: the model's class names (when it has them), for titles.
+
+    In a notebook an explanation shows as its map over its input (``_repr_png_`` / ``_repr_html_``);
+    :meth:`show` draws it as a matplotlib figure, over the original photo when given it.
     """
 
     attributions: Tensor
@@ -38,6 +50,9 @@ class Explanation:
     scores: Tensor | None = None
     completeness_gap: Tensor | None = None
     extras: Mapping[str, Tensor] = field(default_factory=lambda: MappingProxyType({}))
+    inputs: Tensor | None = field(default=None, repr=False, compare=False)
+    preprocess: Any = field(default=None, repr=False, compare=False)
+    labels: Sequence[str] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.attributions.shape[0])
@@ -70,6 +85,7 @@ class Explanation:
             attributions=self.attributions[rows.to(self.attributions.device)],
             target=self.target.take(rows),
             scores=pick(self.scores),
+            inputs=pick(self.inputs),
             completeness_gap=pick(self.completeness_gap),
             extras=MappingProxyType({k: v[rows.to(v.device)] for k, v in self.extras.items()}),
         )
@@ -86,3 +102,45 @@ class Explanation:
         for name, value in self.extras.items():
             out[name] = [float(v) for v in value.detach().cpu().reshape(len(self), -1)[:, 0]]
         return out
+
+    # ----- display (drawing lives in saliscope.viz; imported here on use, so core stays free of it) -----
+
+    def show(
+        self,
+        image: Any = None,
+        *,
+        evidence: Evidence | None = None,
+        ax: Axes | None = None,
+    ) -> Figure:
+        """The map as a matplotlib figure: over the original photo when given it, else over :attr:`inputs`.
+
+        Args:
+            image: the original photo (a path, PIL image or array; one per sample for a batch). The map is
+                placed on the part the model saw (``preprocess.crop_box``, dashed), as the command line does.
+                None: the map over the model's input.
+            evidence: ``"positive"``, ``"negative"``, ``"signed"`` or ``"absolute"``; None: the method's own
+                view (:func:`saliscope.viz.display_hint`).
+            ax: draw into this axes (one sample); None: a new figure, which a notebook shows inline.
+
+        Returns:
+            The figure (``ax.figure`` when ``ax`` is given); save it with ``fig.savefig("map.png")``.
+        """
+        from ..viz.notebook import show_explanation
+
+        return show_explanation(self, image, evidence=evidence, ax=ax)
+
+    def _repr_png_(self) -> bytes:
+        from ..viz.notebook import explanation_png
+
+        return explanation_png(self)
+
+    def _repr_html_(self) -> str:
+        from ..viz.notebook import explanation_html
+
+        return explanation_html(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """PNG and HTML from one drawing (a notebook asks for both)."""
+        from ..viz.notebook import explanation_bundle
+
+        return explanation_bundle(self)

@@ -165,6 +165,9 @@ class Explainer(ABC):
             scores=_to(result.scores if result.scores is not None else scores, x.device),
             completeness_gap=_to(result.completeness_gap, x.device),
             extras=MappingProxyType({k: v.detach().to(x.device) for k, v in result.extras.items()}),
+            inputs=x.detach(),  # a view, not a copy: only for drawing the map over its input
+            preprocess=getattr(self.model, "preprocess", None),
+            labels=getattr(self.model, "labels", None),
         )
 
     # -- shared machinery --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ comparison chart judges the numbers it has already measured instead of measuring
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -81,6 +82,10 @@ class CheckReport:
     def lines(self) -> list[str]:
         return [v.line() for v in self.verdicts]
 
+    def _repr_html_(self) -> str:
+        """A notebook shows the report as a table of verdicts."""
+        return report_html(self)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "method": self.method,
@@ -88,6 +93,34 @@ class CheckReport:
             "verdicts": [v.as_dict() for v in self.verdicts],
             "cost": None if self.cost is None else self.cost.as_dict(),
         }
+
+
+_MARKS = {"pass": ("✓", "#1b7837"), "fail": ("✗", "#b2182b"), "skipped": ("–", "#6b6b6b")}
+
+
+def report_html(report: CheckReport) -> str:
+    """The verdicts as an HTML table: check, verdict (mark, word and colour: readable without colour too), why."""
+    e = html.escape
+    failed = len(report.failures)
+    summary = "every check passed" if failed == 0 else f"{failed} check{'s' * (failed != 1)} failed"
+    skipped = sum(v.status == "skipped" for v in report.verdicts)
+    if skipped:
+        summary += f", {skipped} skipped"
+    rows = []
+    for v in report.verdicts:
+        mark, colour = _MARKS.get(v.status, ("?", "#000"))
+        rows.append(
+            f'<tr class="{e(v.status)}"><td style="text-align:left">{e(v.check)}</td>'
+            f'<td style="text-align:left;color:{colour};font-weight:600;white-space:nowrap">{mark} {e(v.status)}</td>'
+            f'<td style="text-align:left">{e(v.reason)}</td></tr>'
+        )
+    cost = "" if report.cost is None else f"; measuring took {report.cost.seconds:.1f} s"
+    return (
+        '<table class="saliscope-checks">'
+        f'<caption style="text-align:left"><b>{e(report.method)}</b>: {e(summary)}{e(cost)}</caption>'
+        '<thead><tr><th style="text-align:left">check</th><th style="text-align:left">verdict</th>'
+        f'<th style="text-align:left">why</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
 
 
 @dataclass

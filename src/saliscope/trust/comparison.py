@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from ..core.cost import Cost, CostMeter
@@ -42,7 +43,7 @@ from ..core.validation import whole
 from ..core.views import Evidence
 from ..methods.base import Attribution, Explainer
 from ..viz.display import DisplayHint, display_hint
-from ..viz.scorecard import ScoreRow
+from ..viz.scorecard import ScoreRow, figure_png, scorecard_figure
 from .checks import CheckReport, judge, measure
 from .thresholds import Grading, Thresholds
 
@@ -235,6 +236,33 @@ class Comparison:
             ),
             ScoreRow("needs", [r.needs for r in rs], None, "", "what the method asks of the model"),
         ]
+
+    def figure(self, *, title: str = "measured on this image", width: float | None = None) -> Figure:
+        """The chart as a figure: one column per method, one row per quality, each cell graded; the timing
+        rule and every flag as footnotes."""
+        from ..viz.notebook import method_title
+
+        titles = [method_title(r.name) for r in self.results]
+        by_method: dict[str, list[str]] = {}
+        for r, t in zip(self.results, titles, strict=True):
+            for v in r.report.failures:
+                by_method.setdefault(t, []).append(f"{v.check}: {v.reason}")
+        flags = [f"Flag, {t}: " + "; ".join(lines) for t, lines in by_method.items()] or [
+            "Flags: none; every method passed every check."
+        ]
+        return scorecard_figure(
+            titles,
+            self.rows(),
+            title=title,
+            subtitles=[r.scored_on for r in self.results],
+            subtitle_name="map shown and scored:",
+            footnotes=[self.timing_rule + ".", *flags],
+            width=width,
+        )
+
+    def _repr_png_(self) -> bytes:
+        """A notebook shows the comparison as its chart."""
+        return figure_png(self.figure())
 
     def flags(self) -> list[tuple[str, str, str]]:
         """``(method, status, reason)`` of every failed check."""
