@@ -79,7 +79,7 @@ def app(
         launch(explorer, host=host, port=port, block=True, quiet=True)
     except OSError as exc:
         raise SaliscopeError(
-            f"cannot serve on {host}:{port} ({' '.join(str(exc).split())})",
+            f"cannot serve on {host}:{port}: the port is taken, or the address is not one of this machine's",
             "pass another port, e.g. port=7861",
             "pass another --port, e.g. --port 7861, or stop what is using it",
         ) from exc
