@@ -145,11 +145,12 @@ def test_downloads_hold_the_overlays_the_raw_attributions_and_a_summary(tiny) ->
     files = explorer.write_downloads(session, cls, ["gradient", "gradcam"], "signed", 0.5)
     names = sorted(p.name for p in files)
     stem = f"upload-{cls}"
-    expected = ["gradient-signed.png", "gradient.npy", "gradcam-signed.png", "gradcam.npy", "summary.json"]
+    # The CAM was computed signed (its .npy says so); the gradient's raw attributions serve every view.
+    expected = ["gradient-signed.png", "gradient.npy", "gradcam-signed.png", "gradcam-signed.npy", "summary.json"]
     assert names == sorted(f"{stem}-{n}" for n in expected)
     folder = files[0].parent
     e = explorer.explanation(session, "gradcam", cls, "signed")
-    assert np.array_equal(np.load(folder / f"{stem}-gradcam.npy"), e.attributions[0].numpy())
+    assert np.array_equal(np.load(folder / f"{stem}-gradcam-signed.npy"), e.attributions[0].numpy())
     png = Image.open(folder / f"{stem}-gradcam-signed.png")
     expected = overlay(photo, e.saliency("sum", "signed")[0, 0], crop_box=session.box, signed=True, alpha=0.5)
     assert np.array_equal(np.asarray(png), np.asarray(dashed_box(expected, session.box)))

@@ -22,7 +22,7 @@ from saliscope.models.preprocess import Preprocess
 from saliscope.train import TinyCNN
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "audit"))  # the audit's hand-set models
-from audit_models import PatchReader, write_folder  # noqa: E402
+from audit_models import PatchReader, write_folder
 
 pytestmark = pytest.mark.browser
 

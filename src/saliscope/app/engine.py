@@ -350,7 +350,9 @@ class Explorer:
             suffix = "" if evidence is None else f"-{evidence}"
             written.append(save_png(self.picture(session, e, view, alpha), folder / f"{stem}-{name}{suffix}.png"))
             raw = e.attributions[0].detach().to("cpu", torch.float32).numpy()
-            written.append(save_npy(np.ascontiguousarray(raw), folder / f"{stem}-{name}.npy"))
+            mode = self.mode(name, evidence)
+            computed = "" if mode in (None, "positive") else f"-{mode}"  # a CAM computed for other evidence
+            written.append(save_npy(np.ascontiguousarray(raw), folder / f"{stem}-{name}{computed}.npy"))
             report = self.report(session, name, cls, evidence)
             records.append(
                 {
