@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from optional import require_gradio
 
 from saliscope.app import Explorer
 
@@ -21,6 +22,7 @@ def free_port() -> int:
 @contextmanager
 def served(explorer: Explorer) -> Iterator[str]:
     """The page's URL while it is served; stopped afterwards."""
+    require_gradio()
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from saliscope.app import launch
 

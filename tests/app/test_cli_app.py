@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 from click.testing import CliRunner
+from optional import require_gradio
 
 import saliscope.app
 import saliscope.models
@@ -39,6 +40,7 @@ def test_without_gradio_one_line_names_the_extra_and_nothing_loads(monkeypatch) 
 
 
 def test_it_serves_this_machine_only_by_default_with_the_settings_given(monkeypatch, model_file) -> None:
+    require_gradio()
     seen = {}
 
     def fake_launch(explorer, *, host, port, block, quiet):
@@ -66,11 +68,13 @@ def test_it_serves_this_machine_only_by_default_with_the_settings_given(monkeypa
     ],
 )
 def test_bad_options_are_one_line_each(model_file, args, message) -> None:
+    require_gradio()
     result = invoke("--model", model_file, *args)
     assert result.exit_code == 2 and result.stderr.startswith(message) and len(result.stderr.splitlines()) == 1
 
 
 def test_a_taken_port_is_one_line_naming_the_option(model_file) -> None:
+    require_gradio()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -115,7 +115,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
         upload.clear(handlers.on_clear, None, [preview, status, *cleared], api_visibility="undocumented")
         sample.input(handlers.on_sample, [sample], [upload, preview, status, *cleared], api_visibility="undocumented")
         shown = [status, maps, downloads, session]
-        explain.click(
+        explained = explain.click(
             handlers.on_explain,
             [upload, sample, methods, evidence, alpha],
             [status, top5, klass, maps, downloads, chart, session],
@@ -124,15 +124,21 @@ def build_app(explorer: Explorer) -> gr.Blocks:
             show_progress_on=[maps],
             api_name="explain",
         )
+        # A new class or evidence stops this visitor's earlier work at its next step (what is finished stays
+        # in the session), so the page follows the latest choice instead of queueing behind stale checks.
+        switched = []
         for control in (klass, evidence):
-            control.input(
-                handlers.on_switch,
-                [klass, methods, evidence, alpha, session],
-                shown,
-                concurrency_id=_MODEL,
-                concurrency_limit=1,
-                show_progress_on=[maps],
-                api_visibility="undocumented",
+            switched.append(
+                control.input(
+                    handlers.on_switch,
+                    [klass, methods, evidence, alpha, session],
+                    shown,
+                    concurrency_id=_MODEL,
+                    concurrency_limit=1,
+                    show_progress_on=[maps],
+                    api_visibility="undocumented",
+                    cancels=[explained, *switched],
+                )
             )
         alpha.release(
             handlers.on_alpha, [klass, methods, evidence, alpha, session], shown, api_visibility="undocumented"
