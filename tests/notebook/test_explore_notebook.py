@@ -27,16 +27,23 @@ def executed(tmp_path_factory: pytest.TempPathFactory):
     import nbformat
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    # The kernel is a child process: it must import this checkout's saliscope (PYTHONPATH is inherited) and
-    # draw with the inline backend, as in Jupyter.
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     client = nbclient.NotebookClient(
         nb,
         kernel_name="python3",
         timeout=900,
         resources={"metadata": {"path": str(tmp_path_factory.mktemp("notebook"))}},
     )
-    client.execute()
+    # The kernel is a child process: it imports this checkout's saliscope (PYTHONPATH is inherited) and must
+    # draw with Jupyter's inline backend even where the tests run with MPLBACKEND=Agg (as CI does).
+    before = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    try:
+        client.execute()
+    finally:
+        if before is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = before
     return nb
 
 

@@ -36,6 +36,7 @@ class Card:
     pending: bool = False
     cost: str = ""
     error: str | None = None
+    waiting: bool = False  # the map is not made yet
 
 
 def jpeg_uri(image: Image.Image, quality: int = 88) -> str:
@@ -70,7 +71,9 @@ def card_html(card: Card) -> str:
     if card.view is not None:
         head += f' <span class="ss-view">{e(view_label(card.view, card.channels))}</span>'
     parts = [f'<figure class="ss-card" data-method="{e(card.name)}"><figcaption>{head}</figcaption>']
-    if card.error is not None:
+    if card.waiting:
+        parts.append('<p class="ss-waiting">explaining…</p>')
+    elif card.error is not None:
         parts.append(f'<p class="ss-error" role="alert">{e(card.error)}</p>')
     elif card.picture is not None and card.view is not None:
         parts.append(f'<img class="ss-map" src="{jpeg_uri(card.picture)}" alt="{e(card.alt)}">')
@@ -122,6 +125,8 @@ CSS = """
 .ss-mark{display:inline-block;width:1.1em;font-weight:700}
 .ss-pass .ss-mark{color:#1b7837} .ss-fail .ss-mark{color:#b2182b} .ss-skipped{color:#777}
 .ss-fail{color:#8a1020} .ss-pending{color:#777;font-style:italic}
+.ss-waiting{display:flex;align-items:center;justify-content:center;aspect-ratio:4/3;margin:0;border-radius:6px;
+  background:var(--background-fill-secondary,#f4f4f4);color:#777;font-style:italic}
 .ss-cost{margin:6px 0 0;font-size:.75rem;color:var(--body-text-color-subdued,#666)}
 .ss-status{padding:8px 10px;border-radius:8px;font-size:.9rem}
 .ss-note{background:var(--background-fill-secondary,#f4f4f4)}

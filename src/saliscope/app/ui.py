@@ -126,7 +126,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
         )
         # A new class or evidence stops this visitor's earlier work at its next step (what is finished stays
         # in the session), so the page follows the latest choice instead of queueing behind stale checks.
-        switched = []
+        switched: list[Any] = []
         for control in (klass, evidence):
             switched.append(
                 control.input(
@@ -226,7 +226,7 @@ class Handlers:
             status_html(f"Explaining {top.label} ({top.index}) with {len(names)} method(s)…", "busy"),
             label,
             klass,
-            "",
+            self._cards(session, top.index, names, evidence, alpha, pending=False, waiting=set(names)),
             None,
             None,
             session,
@@ -287,17 +287,24 @@ class Handlers:
         alpha: float,
         progress: gr.Progress,
     ) -> Iterator[list[Any]]:
-        """Explain (maps first), then judge, method by method; yields [status, maps, downloads, session]."""
+        """Explain method by method (each map shows as soon as it is made), then judge each; yields
+        [status, maps, downloads, session]."""
         what = f"{self.x.label(cls)} ({cls})"
         skip = gr.skip()
+        checking = bool(self.x.settings.checks)
         try:
-
-            def step(done: int, total: int, doing: str) -> None:
-                progress((done, total), desc=doing, unit="methods")
-
-            self.x.explain(session, cls, names, evidence, step)
+            for k, name in enumerate(names):
+                if self.x.explanation(session, name, cls, evidence) is None:
+                    progress((k, len(names)), desc=f"explaining with {registry.get(name).title}", unit="methods")
+                    self.x.explain(session, cls, [name], evidence)
+                    waiting = set(names[k + 1 :])
+                    yield [
+                        status_html(f"Explaining {what}: {k + 1} of {len(names)} method(s) done…", "busy"),
+                        self._cards(session, cls, names, evidence, alpha, pending=checking, waiting=waiting),
+                        skip,
+                        session,
+                    ]
             files = [str(p) for p in self.x.write_downloads(session, cls, names, evidence, alpha)]
-            checking = bool(self.x.settings.checks)
             yield [
                 status_html(f"Checking the maps of {what}…" if checking else f"Maps of {what}.", "busy"),
                 self._cards(session, cls, names, evidence, alpha, pending=checking),
@@ -306,9 +313,11 @@ class Handlers:
             ]
             if not checking:
                 return
-            for name in names:
-                self.x.judge(session, cls, [name], evidence, lambda _d, _t, doing: progress(None, desc=doing))
-                yield [skip, self._cards(session, cls, names, evidence, alpha, pending=True), skip, session]
+            for k, name in enumerate(names):
+                if self.x.report(session, name, cls, evidence) is None:
+                    progress((k, len(names)), desc=f"checking {registry.get(name).title}", unit="methods")
+                    self.x.judge(session, cls, [name], evidence)
+                    yield [skip, self._cards(session, cls, names, evidence, alpha, pending=True), skip, session]
             files = [str(p) for p in self.x.write_downloads(session, cls, names, evidence, alpha)]
             yield [
                 status_html(self._summary(session, cls, names, evidence), "note"),
@@ -385,6 +394,7 @@ class Handlers:
         alpha: float,
         *,
         pending: bool,
+        waiting: set[str] | frozenset[str] = frozenset(),
     ) -> str:
         cards = []
         label = self.x.label(cls)
@@ -393,7 +403,10 @@ class Handlers:
             failure = self.x.failure(session, name, cls, evidence)
             e = self.x.explanation(session, name, cls, evidence)
             if e is None:
-                cards.append(Card(name, title, error=failure or "not explained yet"))
+                if name in waiting:
+                    cards.append(Card(name, title, waiting=True))
+                else:
+                    cards.append(Card(name, title, error=failure or "not explained yet"))
                 continue
             view = self.x.view(name, evidence)
             report = self.x.report(session, name, cls, evidence)
