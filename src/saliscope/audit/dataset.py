@@ -72,7 +72,9 @@ def scan_image_folder(root: str | os.PathLike[str]) -> Folder:
         raise InputError(
             f"{base} holds {found}", "put each class's images in a sub-folder named after it (DATA_DIR/<class>/<image>)"
         )
-    classes, items, ignored = [], [], []
+    classes: list[str] = []
+    items: list[Item] = []
+    ignored: list[tuple[str, str]] = []
     for folder in folders:
         found_items = _walk(base, folder, ignored)
         if found_items:

@@ -135,7 +135,8 @@ class AuditStore:
                 os.fsync(handle.fileno())
         meta = {"config": config, "records_bytes": self._bytes}
         buffer = io.BytesIO()
-        np.savez(buffer, **stats.state(), **{"store.meta": np.array(json.dumps(meta))})
+        arrays: dict[str, Any] = {**stats.state(), "store.meta": np.array(json.dumps(meta))}
+        np.savez(buffer, **arrays)
         with atomic_write(self.state_path) as handle:
             handle.write(buffer.getvalue())
         self._last_checkpoint = time.perf_counter()

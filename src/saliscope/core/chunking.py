@@ -68,7 +68,7 @@ class CreatedBytes(TorchFunctionMode):
         self._seen: set[int] = set(exclude)
         self._alive: list[Tensor] = []
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+    def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, Tensor) and t.data_ptr() not in self._seen:

@@ -32,8 +32,9 @@ def check_device(
             raise error(f"{name} {device} was asked for but MPS is not available", f"use {name} cpu")
     elif parsed.type != "cpu":
         backend = getattr(torch, parsed.type, None)  # torch.xpu and other accelerator back-ends
-        if not callable(getattr(backend, "is_available", None)):
+        is_available = getattr(backend, "is_available", None)
+        if not callable(is_available):
             raise error(f"{name} {device} cannot run a model", f"use {name} cpu or {name} cuda")
-        if not backend.is_available():
+        if not is_available():
             raise error(f"{name} {device} was asked for but it is not available", f"use {name} cpu")
     return parsed

@@ -27,7 +27,7 @@ import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -148,7 +148,9 @@ def _plan(net: nn.Module, names: dict[nn.Module, str], run: Callable[[nn.Module]
         if conv is not None and calls.get(norm) == 1 and calls.get(conv) == 1
     ]
     plan.same_padding = {
-        names[conv]: size for conv, size in sizes.items() if calls.get(conv) == 1 and _is_same_padding(conv)
+        names[conv]: size
+        for conv, size in sizes.items()
+        if calls.get(conv) == 1 and isinstance(conv, nn.Conv2d) and _is_same_padding(conv)
     }
     return plan, output
 
@@ -200,9 +202,9 @@ def _static_padding(conv: nn.Conv2d, size: tuple[int, int]) -> nn.Conv2d:
     static = nn.Conv2d(
         conv.in_channels,
         conv.out_channels,
-        tuple(weight.shape[-2:]),
-        stride=conv.stride,
-        padding=tuple(p),
+        (weight.shape[-2], weight.shape[-1]),
+        stride=(conv.stride[0], conv.stride[1]),
+        padding=(p[0], p[1]),
         groups=conv.groups,
         bias=conv.bias is not None,
         device=weight.device,
@@ -217,7 +219,7 @@ def _static_padding(conv: nn.Conv2d, size: tuple[int, int]) -> nn.Conv2d:
 def _after_norm(norm: nn.Module) -> nn.Module:
     """What remains of a folded norm: nothing, or timm's dropout + activation."""
     if _is_norm_act(norm):
-        return nn.Sequential(norm.drop, norm.act)
+        return nn.Sequential(cast(nn.Module, norm.drop), cast(nn.Module, norm.act))
     return nn.Identity()
 
 

@@ -173,7 +173,7 @@ def _glyph_raster(text: str) -> np.ndarray:
 
     font = ImageFont.load_default(size=_RENDER_PX)
     left, top, right, bottom = font.getbbox(text)
-    canvas = Image.new("L", (right - left + 4, bottom - top + 4), 0)
+    canvas = Image.new("L", (int(right - left) + 4, int(bottom - top) + 4), 0)
     ImageDraw.Draw(canvas).text((2 - left, 2 - top), text, fill=255, font=font)
     ink = np.asarray(canvas)
     rows, cols = np.nonzero(ink > 0)

@@ -39,7 +39,7 @@ from .similarity import check_percent, evidence_maps, spearman, top_k_overlap
 Norm = Literal["l2", "linf"]
 Evidence = Literal["absolute", "signed"]
 Transform = Literal["noise", "shift1", "shift2", "hflip"]
-TRANSFORMS: tuple[str, ...] = ("noise", "shift1", "shift2", "hflip")
+TRANSFORMS: tuple[Transform, ...] = ("noise", "shift1", "shift2", "hflip")
 
 
 def check_explainer(explainer: object) -> Explainer:

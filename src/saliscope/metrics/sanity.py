@@ -91,9 +91,9 @@ def randomisation_stages(model: nn.Module) -> list[Stage]:
         units.append(("+".join(own), None, own))
     for name, child in root.named_children():
         parts = child.named_children() if isinstance(child, _CONTAINERS) else [("", child)]
-        for sub, module in parts:
+        for sub, part in parts:
             full = prefix + (f"{name}.{sub}" if sub else name)
-            units.append((full, module, [f"{full}.{n}" for n, _ in module.named_parameters()]))
+            units.append((full, part, [f"{full}.{n}" for n, _ in part.named_parameters()]))
     params = dict(model.named_parameters())  # first name of each tensor: shared ones are claimed once
     seen: set[int] = set()
     stages: list[Stage] = []
@@ -175,18 +175,17 @@ def reinitialise(model: nn.Module, stage: Stage, *, seed: int) -> None:
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.random.default_generator.manual_seed(seed)
         for owner, attrs in owners.items():
-            module = model.get_submodule(owner)
-            direct = [n for n, p in module.named_parameters(recurse=False)]
+            owning = model.get_submodule(owner)
+            direct = [n for n, p in owning.named_parameters(recurse=False)]
             prefix = f"{owner}." if owner else ""
-            reset = getattr(module, "reset_parameters", None)
-            if callable(reset) and all(prefix + n in wanted for n in direct):
-                scratch = copy.deepcopy(module).cpu()
-                scratch.reset_parameters()
-                for n, tensor in [*module.named_parameters(recurse=False), *module.named_buffers(recurse=False)]:
+            if callable(getattr(owning, "reset_parameters", None)) and all(prefix + n in wanted for n in direct):
+                scratch = copy.deepcopy(owning).cpu()
+                scratch.reset_parameters()  # type: ignore[operator]
+                for n, tensor in [*owning.named_parameters(recurse=False), *owning.named_buffers(recurse=False)]:
                     tensor.copy_(getattr(scratch, n))
                 continue
             for attr in attrs:
-                p = getattr(module, attr)
+                p = getattr(owning, attr)
                 std = float(p.detach().float().std()) if p.numel() > 1 else 0.0
                 draw = torch.randn(p.shape, generator=generator) * (std if std > 0 else 0.02)
                 p.copy_(draw)

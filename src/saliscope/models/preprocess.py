@@ -43,10 +43,10 @@ def as_interpolation(name: object, default: Interpolation = "bilinear") -> Inter
 
 
 def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:
-    vals = tuple(float(v) for v in values)
+    vals = [float(v) for v in values]
     if len(vals) != 3:
         raise ValueError(f"Preprocess.{name} needs 3 values (R, G, B), got {len(vals)}")
-    return vals  # type: ignore[return-value]
+    return vals[0], vals[1], vals[2]
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,8 @@ class TinyCNN(nn.Module):
             for module in self.modules():
                 if isinstance(module, nn.Conv2d):
                     nn.init.kaiming_normal_(module.weight, nonlinearity="relu", generator=g)
-                    nn.init.zeros_(module.bias)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
             nn.init.normal_(self.classifier.weight, std=0.01, generator=g)
             nn.init.zeros_(self.classifier.bias)
         names = tuple(labels) if labels is not None else tuple(f"class_{k}" for k in range(n_classes))
