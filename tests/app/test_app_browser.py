@@ -275,7 +275,7 @@ def test_the_measured_comparison_draws_its_chart(visitor) -> None:
     assert visitor.status().startswith("Comparison of 1 method(s) on espresso")
     src = visitor.page.get_attribute("#chart img", "src")
     chart = Image.open(io.BytesIO(visitor.context.request.get(src).body()))
-    assert chart.width > 300 and chart.height > 300
+    assert chart.format == "PNG" and chart.width > 300 and chart.height > 300
     assert visitor.errors == []
 
 

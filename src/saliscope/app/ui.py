@@ -80,7 +80,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
                     elem_id="methods",
                 )
                 explain = gr.Button("Explain", variant="primary", elem_id="explain")
-                status = gr.HTML(elem_id="status")
+                status = gr.HTML(elem_id="status", min_height=70)
             with gr.Column(scale=2, min_width=480):
                 top5 = gr.Label(label="Top-5 predictions", num_top_classes=5, elem_id="top5")
                 with gr.Row():
@@ -100,7 +100,12 @@ def build_app(explorer: Explorer) -> gr.Blocks:
                     )
                     compare = gr.Button("Run the measured comparison", elem_id="compare")
                     chart = gr.Image(
-                        label="Comparison chart", type="pil", interactive=False, buttons=["download"], elem_id="chart"
+                        label="Comparison chart",
+                        type="pil",
+                        format="png",
+                        interactive=False,
+                        buttons=["download"],
+                        elem_id="chart",
                     )
                 downloads = gr.File(
                     label="Downloads: maps (PNG), raw attributions (.npy), summary.json",
@@ -121,7 +126,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
             [status, top5, klass, maps, downloads, chart, session],
             concurrency_id=_MODEL,
             concurrency_limit=1,
-            show_progress_on=[maps],
+            show_progress_on=[status],
             api_name="explain",
         )
         # A new class or evidence stops this visitor's earlier work at its next step (what is finished stays
@@ -135,7 +140,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
                     shown,
                     concurrency_id=_MODEL,
                     concurrency_limit=1,
-                    show_progress_on=[maps],
+                    show_progress_on=[status],
                     api_visibility="undocumented",
                     cancels=[explained, *switched],
                 )
@@ -149,7 +154,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
             [chart, status],
             concurrency_id=_MODEL,
             concurrency_limit=1,
-            show_progress_on=[chart],
+            show_progress_on=[status],
             api_visibility="undocumented",
         )
     return page
