@@ -93,11 +93,14 @@ class Visitor:
         self.page.get_by_role("option", name=name, exact=True).click()
 
     def status(self) -> str:
-        return self.page.inner_text("#status")
+        """The status line (not the progress Gradio draws over the same box while working)."""
+        return self.page.evaluate("() => document.querySelector('#status .ss-status')?.innerText || ''")
 
     def wait_status(self, pattern: str) -> str:
         self.page.wait_for_function(
-            "(p) => new RegExp(p).test(document.querySelector('#status')?.innerText || '')", arg=pattern, timeout=WAIT
+            "(p) => new RegExp(p).test(document.querySelector('#status .ss-status')?.innerText || '')",
+            arg=pattern,
+            timeout=WAIT,
         )
         return self.status()
 
@@ -232,7 +235,7 @@ def test_bad_uploads_show_a_message_and_the_server_keeps_serving(visitor, photos
         assert visitor.page.locator("#preview img").count() == 0
         visitor.page.click("#explain")  # Explain on a bad upload: the same message, nothing else
         visitor.wait_status("error|the upload|the photo")
-        assert visitor.page.inner_text("#status").startswith(message)
+        assert visitor.status().startswith(message)
         assert visitor.page.locator("#maps .ss-card").count() == 0
     visitor.upload(photos["chelsea.png"])
     visitor.page.wait_for_selector("#preview img", timeout=WAIT)

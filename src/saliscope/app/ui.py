@@ -52,7 +52,7 @@ def build_app(explorer: Explorer) -> gr.Blocks:
     """The page, wired to ``explorer``; call ``.launch()`` on it (see :func:`saliscope.app.launch`)."""
     settings = explorer.settings
     with gr.Blocks(title="saliscope explorer", analytics_enabled=False, delete_cache=(1800, 3600)) as page:
-        session = gr.State(None, time_to_live=6 * 3600)
+        session = gr.State(None, time_to_live=2 * 3600)  # a visitor's maps, dropped after 2 h
         gr.Markdown(_intro(explorer), elem_id="intro")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
