@@ -66,6 +66,9 @@ def main() -> None:
         t = time.perf_counter()
         Image.open(io.BytesIO(e._repr_mimebundle_()["image/png"]))
         clock("notebook: rich display of one map", t)
+        label = "warm-up" if round_ == 0 else f"round {round_}"
+        maps, verdicts = timings["→ every map shown"][-1], timings["→ every verdict shown"][-1]
+        print(f"{label}: every map {maps:.1f} s, every verdict {verdicts:.1f} s", flush=True)
         if round_ == 0:
             timings.clear()
 
