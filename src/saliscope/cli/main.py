@@ -61,11 +61,12 @@ def _one_line(text: str) -> str:
 def cli(ctx: click.Context) -> None:
     """Saliency maps for PyTorch image models: which pixels raise (or lower) a class score?
 
-    \b
     Examples:
-      saliscope demo
-      saliscope explain cat.jpg --method all
-      saliscope explain photos/ --model timm:resnet18 --target "tabby cat" --out results
+
+    \b
+        saliscope demo
+        saliscope explain cat.jpg --method all
+        saliscope explain photos/ --model timm:resnet18 --target "tabby cat" --out results
     """
     state(ctx)
 

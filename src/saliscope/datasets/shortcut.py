@@ -73,7 +73,8 @@ def make_shortcut_dataset(
         classes: class names, also the sub-folder names (at least two).
         shortcut_class: the class whose images carry ``artefact``; None writes a control data set.
         artefact: what to plant (ignored for a control).
-        n_train, n_test: images **per class** in ``train`` and in ``test`` / ``test_swapped``.
+        n_train: images **per class** in ``train``.
+        n_test: images **per class** in ``test`` and in ``test_swapped``.
         image_size: side of the square RGB images in pixels (at least 16).
         seed: fixes every picture; the same seed gives byte-identical files.
         contrast: strength of the real class texture (lower is harder; see ``datasets.scenes``).

@@ -101,7 +101,9 @@ def train_tiny_cnn(
 
     Args:
         train_dir: one sub-folder of images per class (class order = sorted folder names).
-        epochs, batch_size, lr: Adam, plain cross-entropy unless ``rrr_weight`` > 0.
+        epochs: passes over the training images (Adam; plain cross-entropy unless ``rrr_weight`` > 0).
+        batch_size: images per optimiser step.
+        lr: Adam's learning rate.
         seed: fixes the initial weights and the batch order.
         rrr_weight: weight of the right-for-the-right-reasons penalty (:func:`~saliscope.train.rrr_loss`);
             0 trains plainly.

@@ -34,7 +34,10 @@ class Occlusion(PerturbationExplainer):
         window: window side (or ``(height, width)``) in pixels; None: ``min(H, W) / 14`` rounded
             (16 on 224 × 224), at least 1.
         stride: step between windows; None: half the window (at least 1).
-        replacement, value, blur_sigma, progress: see :class:`PerturbationExplainer`.
+        replacement: what hidden pixels become (see :class:`PerturbationExplainer`).
+        value: the constant for ``replacement="constant"``.
+        blur_sigma: the blur's standard deviation in pixels for ``replacement="blur"``.
+        progress: ``True`` shows a tqdm bar, ``False`` never; ``None`` only for long runs on a terminal.
     """
 
     name: ClassVar[str] = "occlusion"

@@ -43,8 +43,11 @@ class RISE(Seeded, PerturbationExplainer):
         p: probability that a cell is kept (visible).
         centre: subtract the mean score first (see above).
         seed: seeds the masks; None draws a seed, recorded in the explanation's params.
-        replacement, value, blur_sigma, progress: see :class:`PerturbationExplainer` (the paper
+        replacement: what hidden pixels become (see :class:`PerturbationExplainer`; the paper
             multiplies by the mask, i.e. ``replacement="constant", value=<black>``).
+        value: the constant for ``replacement="constant"``.
+        blur_sigma: the blur's standard deviation in pixels for ``replacement="blur"``.
+        progress: ``True`` shows a tqdm bar, ``False`` never; ``None`` only for long runs on a terminal.
     """
 
     name: ClassVar[str] = "rise"

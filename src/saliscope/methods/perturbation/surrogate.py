@@ -148,16 +148,23 @@ class LIME(SuperpixelSurrogate):
 
     Args:
         model: the classifier.
-        n_samples: perturbed images per image.
-        superpixels: ``"slic"``, ``"quickshift"``, ``"grid"`` or a labelling function (see
-            :func:`~saliscope.methods.perturbation.superpixels.superpixels`).
-        n_superpixels: about how many superpixels SLIC and the grid make.
-        compactness: SLIC's trade-off between colour and space (higher: squarer regions).
         kernel_width: width of the exponential kernel on the cosine distance.
-        alpha: ridge penalty (0: plain weighted least squares, minimum-norm when underdetermined;
-            default 1).
-        seed: seeds the coalitions; None draws a seed, recorded in the explanation's params.
-        replacement, value, blur_sigma, progress: see :class:`PerturbationExplainer`.
+        **options: the sampling and fill options below.
+
+    Other parameters:
+        n_samples (int): perturbed images per image.
+        superpixels (Segmenter): ``"slic"``, ``"quickshift"``, ``"grid"`` or a labelling function (see
+            :func:`~saliscope.methods.perturbation.superpixels.superpixels`).
+        n_superpixels (int): about how many superpixels SLIC and the grid make.
+        compactness (float): SLIC's trade-off between colour and space (higher: squarer regions).
+        alpha (float | None): ridge penalty (0: plain weighted least squares, minimum-norm when
+            underdetermined; default 1).
+        seed (int | None): seeds the coalitions; None draws a seed, recorded in the explanation's params.
+        replacement (Replacement): what hidden pixels become (see :class:`PerturbationExplainer`).
+        value (float): the constant for ``replacement="constant"``.
+        blur_sigma (float): the blur's standard deviation in pixels for ``replacement="blur"``.
+        progress (bool | None): ``True`` shows a tqdm bar, ``False`` never; ``None`` only for long runs on a
+            terminal.
     """
 
     name: ClassVar[str] = "lime"
