@@ -8,7 +8,7 @@ and a write that fails part-way removes the image's files already written (and a
 ``OUT/summary.json`` layout::
 
     {"saliscope_version", "model": {"name", "spec", "num_classes", "input_size"}, "device",
-     "methods": [...], "options": {seed, n_samples, n_steps, sigma, baseline, chunk_size},
+     "methods": [...], "options": {seed, n_samples, n_steps, tolerance, max_evals, sigma, baseline, chunk_size},
      "target", "alpha", "top_k", "evidence",
      "images": [{"path", "output_dir", "size": [w, h], "crop_box": [l, t, r, b],
                  "top5": [{"index", "label", "probability"}],
@@ -527,6 +527,8 @@ def run(
                 "seed": o.seed,
                 "n_samples": o.n_samples,
                 "n_steps": o.n_steps,
+                "tolerance": o.tolerance,
+                "max_evals": o.max_evals,
                 "sigma": o.sigma,
                 "baseline": o.baseline,
                 "chunk_size": o.chunk_size,
