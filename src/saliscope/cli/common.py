@@ -131,7 +131,7 @@ def _method_options(f: F, default: str) -> F:
             type=click.IntRange(min=3),
             default=None,
             metavar="N",
-            help="Integrated Gradients: most gradient evaluations per image for the adaptive steps (default: 64).",
+            help="Integrated Gradients: most gradient evaluations per image for the adaptive steps (default: 96).",
         ),
         click.option(
             "--baseline",

@@ -22,7 +22,7 @@ from .gradient import input_gradients
 from .quadrature import RULES, Rule, quadrature
 
 IGRule = Rule | Literal["adaptive"]
-DEFAULT_MAX_EVALS = 64
+DEFAULT_MAX_EVALS = 96
 SCAN_DEPTH = 3  # the forward-only scan: 3**3 + 1 = 28 points per image
 
 
@@ -52,7 +52,7 @@ class IntegratedGradients(Explainer):
         model: the classifier.
         tolerance: the relative completeness gap to reach, ``|gap| / |f(x) - f(x')|`` (Sundararajan et al.
             recommend checking that it is within 5%).
-        max_evals: the adaptive rule's budget of gradient evaluations per image (default 64).
+        max_evals: the adaptive rule's budget of gradient evaluations per image (default 96).
         n_steps: fixed quadrature with this many nodes (Gauss–Legendre unless ``rule`` says otherwise).
         baseline: ``"zero"`` (model-space zeros), ``"black"`` (needs ``model.preprocess``), ``"blur"``,
             ``"uniform"``, a :class:`~saliscope.methods.baselines.Baseline`, or a tensor.
@@ -129,7 +129,7 @@ class IntegratedGradients(Explainer):
             raise MethodError(f"baseline shape {tuple(baseline.shape)} != input {tuple(x.shape)}", "fix the baseline")
         delta = x - baseline
         if self.adaptive:
-            attributions, extras = self._adaptive(net, baseline, delta, target, meter)
+            attributions, extras = self._adaptive(net, x, baseline, delta, target, meter)
             input_scores, baseline_scores = extras.pop("input_scores"), extras.pop("baseline_scores")
         else:
             attributions = delta * self._fixed(net, baseline, delta, target, meter)
@@ -167,7 +167,7 @@ class IntegratedGradients(Explainer):
 
     # -- adaptive quadrature -----------------------------------------------------------------------------
     def _adaptive(
-        self, net: nn.Module, baseline: Tensor, delta: Tensor, target: BoundTarget, meter: CostMeter
+        self, net: nn.Module, x: Tensor, baseline: Tensor, delta: Tensor, target: BoundTarget, meter: CostMeter
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """``(B, C, H, W)`` attributions and the extras, in groups of images small enough that their kept node
         contributions (one per node, up to ``max_evals``) fit the memory budget."""
@@ -178,7 +178,7 @@ class IntegratedGradients(Explainer):
         totals, plans, scores = [], [], []
         for start in range(0, n, group):
             rows = torch.arange(start, min(n, start + group))
-            total, group_plans = self._refine(net, baseline[rows], delta[rows], target.take(rows), meter)
+            total, group_plans = self._refine(net, x[rows], baseline[rows], delta[rows], target.take(rows), meter)
             totals.append(total)
             plans.extend(group_plans)
         for plan in plans:
@@ -201,13 +201,12 @@ class IntegratedGradients(Explainer):
         return torch.cat(totals), extras
 
     def _refine(
-        self, net: nn.Module, baseline: Tensor, delta: Tensor, target: BoundTarget, meter: CostMeter
+        self, net: nn.Module, x: Tensor, baseline: Tensor, delta: Tensor, target: BoundTarget, meter: CostMeter
     ) -> tuple[Tensor, list[PathPlan]]:
+        """One group's attributions ``(n, C, H, W)`` and its plans: scan, then rounds of gradients and splits."""
         n = int(delta.shape[0])
         # The ends on the model itself (the scores reported with the gap); the inside may use a faster copy.
-        ends = target.take(torch.arange(n).repeat(2))(
-            self.forward_chunked(net, torch.cat([baseline + delta, baseline]), meter)
-        )
+        ends = target.take(torch.arange(n).repeat(2))(self.forward_chunked(net, torch.cat([x, baseline]), meter))
         ends = ends.double().cpu().tolist()
         scan = triadic_positions(SCAN_DEPTH)[1:-1]
         found = self._scores(net, baseline, delta, target, [(i, p) for i in range(n) for p in scan], meter)

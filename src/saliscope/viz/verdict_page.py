@@ -45,11 +45,12 @@ class MapCard:
 class ImageSection:
     """One image: the photo, the model's top predictions, the class explained and one card per map."""
 
-    name: str
+    name: str  # short, for headings: "chelsea"
     photo: Image.Image
     top: Sequence[tuple[str, float]]  # (label, probability), best first
     explained: str  # e.g. "class 282 'tiger cat' (39.3%)"
     cards: Sequence[MapCard] = field(default_factory=tuple)
+    source: str = ""  # where the image came from, in full: "photos/chelsea.png"
 
 
 def picture_uri(image: Image.Image, side: int = _PICTURE_SIDE) -> str:
@@ -126,10 +127,11 @@ def _section(section: ImageSection, k: int) -> str:
         for label, p in section.top
     )
     cards = "".join(_card(card) for card in section.cards)
+    source = f" <small>{e(section.source)}</small>" if section.source and section.source != section.name else ""
     return (
-        f"<section class='image' id='image-{k}'><h2>{e(section.name)}</h2>"
+        f"<section class='image' id='image-{k}'><h2>{e(section.name)}{source}</h2>"
         f"<div class='grid'><figure class='card photo'><img alt='{e(section.name)}' "
-        f"src='{picture_uri(section.photo)}'><figcaption><h3>the photo</h3>"
+        f"src='{picture_uri(section.photo)}'><figcaption><h3>the photo and the model's top 5</h3>"
         f"<p class='explained'>explained: {e(section.explained)}</p><ol class='top'>{top}</ol>"
         f"</figcaption></figure>{cards}</div></section>"
     )
@@ -160,6 +162,7 @@ body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, 
 main { max-width: 1320px; margin: 0 auto; padding: 24px 28px 48px; }
 h1 { font-size: 26px; margin: 0 0 8px; }
 h2 { font-size: 20px; margin: 32px 0 12px; padding-bottom: 6px; border-bottom: 1px solid var(--line); }
+h2 small { font-size: 13px; font-weight: normal; color: var(--muted); margin-left: 8px; }
 h3 { font-size: 15px; margin: 0 0 4px; display: flex; flex-wrap: wrap; gap: 6px; align-items: baseline; }
 p.intro { margin: 4px 0; color: var(--muted); max-width: 90ch; }
 table { border-collapse: collapse; background: white; border: 1px solid var(--line); }

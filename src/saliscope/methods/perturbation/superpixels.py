@@ -103,7 +103,8 @@ def segment(
     compactness weighs distance in space over distance in colour, so SLIC moves from following colour
     towards its own starting grid while still snapping to what edges there are; the grid is the limit,
     which always gives about the count asked for. A segmentation function of the caller's own is kept as it
-    is (it was chosen on purpose) but warned about. One warning per call names the images and what was used.
+    is (it was chosen on purpose; a single region is warned about). One warning per call names the images
+    and what was used.
     """
     labels, counts = superpixels(x, segmenter, n_segments=n_segments, compactness=compactness)
     base = "custom" if callable(segmenter) else str(segmenter)
@@ -114,13 +115,14 @@ def segment(
         return Segmentation(labels, counts, used)
     found = {i: counts[i] for i in few}
     if callable(segmenter):
-        listing = ", ".join(f"image {i}: {found[i]}" for i in few)
-        warnings.warn(
-            f"the superpixel function made fewer than a quarter of the {n_segments} superpixels asked for "
-            f"({listing}): the map has only that many flat regions — check the function, or use "
-            "superpixels='slic' or 'grid'",
-            stacklevel=3,
-        )
+        # The caller's own function decides the count; only one region, a uniform map, is worth a word.
+        single = [i for i in few if counts[i] == 1]
+        if single:
+            warnings.warn(
+                f"the superpixel function made one region of image(s) {single}: LIME / KernelSHAP can only give "
+                "them a uniform map — check the function, or use superpixels='slic' or 'grid'",
+                stacklevel=3,
+            )
         return Segmentation(labels, counts, used)
     labels = labels.clone()
     attempts: list[tuple[SegmenterName, float]] = [("slic", compactness * f) for f in COMPACTNESS_STEPS]
