@@ -357,12 +357,12 @@ def explain_image(
         panel_name = f"{source.stem}/panel{suffix}.png"
         files.append((panel_name, figure, save_png))
         if cards:
-            top = [(entry["label"], entry["probability"]) for entry in top5]
+            ranked = [(label_of(labels, int(i)), float(p)) for p, i in zip(top.values, top.indices, strict=True)]
             explained_text = f"class {c} '{label_of(labels, c)}' ({float(probs[c]):.1%})"
             if r is not None:
                 explained_text += f", top-{r}"
             name = source.stem if r is None else f"{source.stem} (top-{r})"
-            sections.append(checking.ImageSection(name, image, top, explained_text, cards, source.path))
+            sections.append(checking.ImageSection(name, image, ranked, explained_text, cards, source.path))
         explained.append(
             {
                 "rank": r,

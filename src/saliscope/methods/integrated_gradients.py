@@ -206,8 +206,8 @@ class IntegratedGradients(Explainer):
         """One group's attributions ``(n, C, H, W)`` and its plans: scan, then rounds of gradients and splits."""
         n = int(delta.shape[0])
         # The ends on the model itself (the scores reported with the gap); the inside may use a faster copy.
-        ends = target.take(torch.arange(n).repeat(2))(self.forward_chunked(net, torch.cat([x, baseline]), meter))
-        ends = ends.double().cpu().tolist()
+        both = target.take(torch.arange(n).repeat(2))(self.forward_chunked(net, torch.cat([x, baseline]), meter))
+        ends: list[float] = both.double().cpu().tolist()
         scan = triadic_positions(SCAN_DEPTH)[1:-1]
         found = self._scores(net, baseline, delta, target, [(i, p) for i in range(n) for p in scan], meter)
         plans = []

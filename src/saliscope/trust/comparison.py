@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 
@@ -46,8 +46,11 @@ from ..viz.scorecard import ScoreRow
 from .checks import CHECKS, CheckReport, Measurements, judge, measure
 from .thresholds import Grading, Thresholds
 
+if TYPE_CHECKING:
+    from ..metrics.robustness import Transform
+
 _TIME_ONCE_AFTER_S = 1.0
-STABILITY_TRANSFORMS = ("shift1", "hflip", "noise")
+STABILITY_TRANSFORMS: tuple[Transform, ...] = ("shift1", "hflip", "noise")
 
 
 def requirement(explainer: Explainer) -> str:
@@ -329,7 +332,7 @@ def measure_view(
     checks: Sequence[str] = CHECKS,
     thresholds: Thresholds = Thresholds(),
     seed: int = 0,
-    transforms: Sequence[str] = ("shift1",),
+    transforms: Sequence[Transform] = ("shift1",),
 ) -> tuple[Measurements, Any, Any]:
     """What ``checks`` need, measured on the map as shown (``view``), and the consistency and randomisation
     results they came from (None where not run). ``transforms`` must hold ``"shift1"``; more transforms

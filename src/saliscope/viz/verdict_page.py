@@ -58,7 +58,9 @@ def picture_uri(image: Image.Image, side: int = _PICTURE_SIDE) -> str:
     picture = image.convert("RGB")
     scale = side / max(picture.size)
     if scale < 1:
-        picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.LANCZOS)
+        picture = picture.resize(
+            (round(picture.width * scale), round(picture.height * scale)), Image.Resampling.LANCZOS
+        )
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=88)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
