@@ -76,7 +76,7 @@ class Rendered:
 
     files: list[tuple[str, Any, Callable[[Any, Path], Path]]]
     record: dict[str, Any]
-    sections: list[Any] = field(default_factory=list)  # the page's ImageSection per class, when checked
+    sections: list[checking.ImageSection] = field(default_factory=list)  # the page's, per class, when checked
 
 
 # ----- inputs -----------------------------------------------------------------------------------------
@@ -273,7 +273,7 @@ def explain_image(
     settings: Settings,
     target_index: int | None,
     say: Callable[[str], None],
-    checker: Any = None,
+    checker: checking.Checker | None = None,
 ) -> Rendered:
     """Predict, explain and render one image, in memory. Raises on the first failure. With a ``checker``
     (:class:`~saliscope.cli.checking.Checker`) every map is judged and one verdict line per method printed."""
@@ -357,12 +357,12 @@ def explain_image(
         panel_name = f"{source.stem}/panel{suffix}.png"
         files.append((panel_name, figure, save_png))
         if cards:
-            ranked = [(label_of(labels, int(i)), float(p)) for p, i in zip(top.values, top.indices, strict=True)]
+            ranked = [(label_of(labels, int(k)), float(q)) for q, k in zip(top.values, top.indices, strict=True)]
             explained_text = f"class {c} '{label_of(labels, c)}' ({float(probs[c]):.1%})"
             if r is not None:
                 explained_text += f", top-{r}"
-            name = source.stem if r is None else f"{source.stem} (top-{r})"
-            sections.append(checking.ImageSection(name, image, ranked, explained_text, cards, source.path))
+            section = source.stem if r is None else f"{source.stem} (top-{r})"
+            sections.append(checking.ImageSection(section, image, ranked, explained_text, cards, source.path))
         explained.append(
             {
                 "rank": r,
@@ -511,7 +511,7 @@ def run(
     check_layer(model, explainers, settings.device)
 
     images: list[dict[str, Any]] = []
-    sections: list[Any] = []
+    sections: list[checking.ImageSection] = []
     failures: list[tuple[str, str]] = []
     checker = checking.Checker(model, len(sources), settings.options.seed or 0) if settings.check else None
     iterator = progress(sources) if progress is not None else sources
