@@ -40,7 +40,9 @@ class MethodOptions:
     seed: int | None = 0
     n_samples: int = 50
     sigma: float = 0.15
-    n_steps: int = 32
+    n_steps: int | None = None  # Integrated Gradients: None integrates adaptively; a number fixes the steps
+    tolerance: float = 0.05  # Integrated Gradients: the relative completeness gap to reach
+    max_evals: int | None = None  # Integrated Gradients: the adaptive rule's budget; None: its default
     baseline: str | None = None  # None: black when the model carries its normalisation, else zero
     chunk_size: int | None = None
     precision: Precision = "auto"
@@ -144,14 +146,27 @@ register(
         lambda m, o: GuidedBackprop(m, **o.common()),
     )
 )
+
+
+def _integrated_gradients(model: nn.Module, o: MethodOptions) -> Explainer:
+    return IntegratedGradients(
+        model,
+        n_steps=o.n_steps,
+        tolerance=o.tolerance,
+        max_evals=o.max_evals,
+        baseline=_baseline(model, o),  # type: ignore[arg-type]
+        **o.common(),
+    )
+
+
 register(
     MethodSpec(
         "integrated-gradients",
         "Integrated Gradients",
-        "Integrated Gradients (Sundararajan 2017)",
-        lambda m, o: IntegratedGradients(m, n_steps=o.n_steps, baseline=_baseline(m, o), **o.common()),
+        "Integrated Gradients, adaptive steps (Sundararajan 2017)",
+        _integrated_gradients,
     )
-)  # type: ignore[arg-type]
+)
 register(MethodSpec("smoothgrad", "SmoothGrad", "SmoothGrad over the gradient (Smilkov 2017)", _smooth("mean")))
 register(MethodSpec("smoothgrad-squared", "SmoothGrad²", "SmoothGrad² over the gradient", _smooth("squared")))
 register(MethodSpec("vargrad", "VarGrad", "variance of noisy gradients (Adebayo 2018)", _smooth("variance")))

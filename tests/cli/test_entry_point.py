@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -44,11 +45,18 @@ def test_python_m_saliscope_user_error_is_one_line(tmp_path):
     assert not (tmp_path / "saliscope-out").exists()
 
 
-def test_demo_explains_the_four_sample_photos(runner, tmp_path):
+def test_demo_explains_the_four_sample_photos_and_judges_every_map(runner, tmp_path):
     out = tmp_path / "demo"
-    result = runner.invoke(cli, ["demo", "-o", str(out), "-m", "gradient"])
+    result = runner.invoke(cli, ["demo", "-o", str(out), "-m", "gradient,gradcam"])
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["astronaut", "chelsea", "coffee", "rocket", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "astronaut",
+        "chelsea",
+        "coffee",
+        "index.html",
+        "rocket",
+        "summary.json",
+    ]
     summary = json.loads((out / "summary.json").read_text())
     by_dir = {i["output_dir"]: i for i in summary["images"]}
     assert by_dir["chelsea"]["explained"][0]["class"] in range(281, 286)
@@ -56,3 +64,19 @@ def test_demo_explains_the_four_sample_photos(runner, tmp_path):
     for name in by_dir:
         assert np.load(out / name / "gradient.npy").shape == (3, 224, 224)
     assert f"results in {out}" in result.stdout
+    # One verdict line per method and image, and the same verdicts in the summary and on the page.
+    page = (out / "index.html").read_text()
+    lines = result.stdout.splitlines()
+    for title, name in (("Gradient", "gradient"), ("Grad-CAM", "gradcam")):
+        printed = [line for line in lines if line.strip().startswith(title + " ")]
+        assert len(printed) == 4, printed
+        for image, line in zip(summary["images"], printed, strict=True):  # printed in the images' order
+            record = next(m for m in image["explained"][0]["methods"] if m["name"] == name)
+            verdicts = record["checks"]["verdicts"]
+            assert [v["check"] for v in verdicts] == ["map", "deletion", "stability", "sanity"]
+            for v in verdicts:
+                assert html.escape(v["reason"]) in page
+            failed = [v["check"] for v in verdicts if v["status"] == "fail"]
+            assert ("FAIL" in line) == bool(failed) and all(f in line for f in failed)
+    assert page.count("<figure class='card") == 4 * 3  # each image: the photo and two maps
+    assert "Verdicts at a glance" in page and "data:image/jpeg;base64," in page and "http" not in page

@@ -300,3 +300,25 @@ def test_warnings_are_printed_once_and_recorded(runner, chelsea_png, tmp_path):
     assert len(image["warnings"]) == 1 and "flat" in image["warnings"][0]
     with Image.open(out / "chelsea" / "vargrad.png") as png, Image.open(chelsea_png) as photo:
         assert np.array_equal(np.asarray(png.convert("RGB")), np.asarray(photo.convert("RGB")))
+
+
+def test_check_prints_a_verdict_per_method_and_writes_the_page(runner, chelsea_png, tmp_path):
+    out = tmp_path / "out"
+    args = ["explain", str(chelsea_png), "-o", str(out), "--check", "-m", "gradient,integrated-gradients"]
+    result = runner.invoke(cli, [*args, "--n-steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert "index.html" in all_files(out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["checked"] is True
+    methods = {m["name"]: m for m in summary["images"][0]["explained"][0]["methods"]}
+    ig = methods["integrated-gradients"]
+    checks = {v["check"]: v for v in ig["checks"]["verdicts"]}
+    assert list(checks) == ["map", "deletion", "stability", "sanity", "completeness"]
+    assert "completeness" not in {v["check"] for v in methods["gradient"]["checks"]["verdicts"]}
+    # Three fixed steps leave a large gap: the verdict says so, with the fix, and the line shows it.
+    assert abs(ig["completeness_gap"]) > 0.05 * abs(ig["input_scores"] - ig["baseline_scores"])
+    assert checks["completeness"]["status"] == "fail" and "adaptively" in checks["completeness"]["reason"]
+    line = next(line for line in result.stdout.splitlines() if line.strip().startswith("Integrated Gradients"))
+    assert "FAIL" in line and "completeness gap" in line
+    page = (out / "index.html").read_text()
+    assert "Integrated Gradients" in page and "fails completeness" in page and "chelsea" in page

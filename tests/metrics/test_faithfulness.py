@@ -82,7 +82,9 @@ def test_insertion_best_and_worst_are_known():
         worst.scores[0].double(), (counts - (N_PIXELS - N_BLOCK)).clamp(min=0) / N_BLOCK, atol=1e-6, rtol=0
     )
     assert best.auc[0] > 0.9 > 0.1 > worst.auc[0]
-    assert best.normalized_auc[0] == pytest.approx(float(best.auc[0]))  # the clean score is 1
+    with pytest.raises(InputError, match="normalised AUC"):  # logit scores: the ratio is refused
+        _ = best.normalized_auc
+    assert best.as_dict()["normalized_auc"] is None
 
 
 def test_pixel_flipping_morf_and_lerf_over_patches():

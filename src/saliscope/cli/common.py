@@ -115,9 +115,23 @@ def _method_options(f: F, default: str) -> F:
         click.option(
             "--n-steps",
             type=click.IntRange(min=1),
-            default=32,
+            default=None,
+            help="Integrated Gradients with this many fixed Gauss–Legendre steps (default: adaptive steps, "
+            "refined until the completeness gap meets --tolerance).",
+        ),
+        click.option(
+            "--tolerance",
+            type=click.FloatRange(min=0.0, min_open=True),
+            default=0.05,
             show_default=True,
-            help="Integration steps for Integrated Gradients.",
+            help="Integrated Gradients: the relative completeness gap the adaptive steps refine to.",
+        ),
+        click.option(
+            "--max-evals",
+            type=click.IntRange(min=3),
+            default=None,
+            metavar="N",
+            help="Integrated Gradients: most gradient evaluations per image for the adaptive steps (default: 96).",
         ),
         click.option(
             "--baseline",
@@ -184,6 +198,8 @@ def build_settings(options: dict[str, Any], **fields: Any) -> Any:
         n_samples=options["n_samples"],
         sigma=options["sigma"],
         n_steps=options["n_steps"],
+        tolerance=options["tolerance"],
+        max_evals=options["max_evals"],
         baseline=options["baseline"],
         chunk_size=options["chunk_size"],
         layer=options["layer"],

@@ -8,7 +8,17 @@ from typing import Any
 
 import click
 
-from .common import build_settings, debug_option, load_cli_model, method_options, model_options, run_sources
+from .common import (
+    build_settings,
+    debug_option,
+    load_cli_model,
+    method_options,
+    methods_option,
+    model_options,
+    run_sources,
+)
+
+DEMO_METHODS = "gradient,smoothgrad,integrated-gradients,gradcam"
 
 
 @click.command()
@@ -37,6 +47,12 @@ from .common import build_settings, debug_option, load_cli_model, method_options
     show_default=True,
     help="Output folder.",
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Judge every map (map, deletion, completeness; stability and sanity unless too slow), print one "
+    "verdict line per method and write OUT/index.html with the images, maps and verdicts.",
+)
 @method_options
 @click.pass_context
 def explain(
@@ -47,19 +63,20 @@ def explain(
     target: str,
     top_k: int | None,
     out: Path,
+    check: bool,
     **options: Any,
 ) -> None:
     """Explain the model's decision on IMAGE... (files or folders of images).
 
     For each image, prints the top-5 classes and writes to OUT/<image name>/: <method>.png (the map over
     the photo), <method>.npy (raw attributions, C×H×W float32) and panel.png (all methods side by side);
-    then OUT/summary.json.
+    then OUT/summary.json. With --check, also each map's verdicts and OUT/index.html.
     """
     from . import pipeline
 
     if top_k is not None and target.strip().lower() not in ("predicted", "top1", "top-1"):
         raise click.UsageError("--top-k explains the top classes; it cannot be combined with --target")
-    settings = build_settings(options, out=out, target=target, top_k=top_k, model_spec=model_spec)
+    settings = build_settings(options, out=out, target=target, top_k=top_k, model_spec=model_spec, check=check)
     sources = pipeline.file_sources(images)
     if len(sources) == 1:
         sources = [pipeline.preread(sources[0])]  # a bad lone image fails before the model loads
@@ -76,14 +93,17 @@ def explain(
     show_default=True,
     help="Output folder.",
 )
-@method_options
+@methods_option(DEMO_METHODS)
 @click.pass_context
 def demo(ctx: click.Context, out: Path, **options: Any) -> None:
-    """Explain the default model on scikit-image's four sample photos (cat, coffee, astronaut, rocket)."""
+    """Explain the default model on scikit-image's four sample photos (cat, coffee, astronaut, rocket) and
+    judge every map: one verdict line per method, and OUT/index.html with the photos, their top-5, the maps
+    and each map's verdicts."""
     from ..io import sample_images
     from . import pipeline
 
-    settings = build_settings(options, out=out)
+    title = "saliscope demo: four photos, their maps, and whether to trust them"
+    settings = build_settings(options, out=out, check=True, page_title=title)
     model = load_cli_model(None, None, settings.device)
     sources = [
         pipeline.Source(f"skimage.data.{name}", name, (lambda im=image: im)) for name, image in sample_images().items()

@@ -8,7 +8,7 @@ and a write that fails part-way removes the image's files already written (and a
 ``OUT/summary.json`` layout::
 
     {"saliscope_version", "model": {"name", "spec", "num_classes", "input_size"}, "device",
-     "methods": [...], "options": {seed, n_samples, n_steps, sigma, baseline, chunk_size},
+     "methods": [...], "options": {seed, n_samples, n_steps, tolerance, max_evals, sigma, baseline, chunk_size},
      "target", "alpha", "top_k", "evidence",
      "images": [{"path", "output_dir", "size": [w, h], "crop_box": [l, t, r, b],
                  "top5": [{"index", "label", "probability"}],
@@ -40,6 +40,7 @@ from ..core.targets import ClassTarget, label_index
 from ..core.views import DEFAULT_ALPHA, Evidence
 from ..methods.base import Explainer
 from ..viz import display_hint, overlay, panel, save_json, save_npy, save_png
+from . import checking
 
 TOP = 5
 
@@ -65,6 +66,8 @@ class Settings:
     device: str = "cpu"
     model_spec: str | None = None
     all_methods: bool = False  # --method all: skip methods that do not apply to the model
+    check: bool = False  # judge every map (trust.check_view), print the verdicts and write OUT/index.html
+    page_title: str = "saliscope: maps and their verdicts"
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Rendered:
 
     files: list[tuple[str, Any, Callable[[Any, Path], Path]]]
     record: dict[str, Any]
+    sections: list[checking.ImageSection] = field(default_factory=list)  # the page's, per class, when checked
 
 
 # ----- inputs -----------------------------------------------------------------------------------------
@@ -269,8 +273,10 @@ def explain_image(
     settings: Settings,
     target_index: int | None,
     say: Callable[[str], None],
+    checker: checking.Checker | None = None,
 ) -> Rendered:
-    """Predict, explain and render one image, in memory. Raises on the first failure."""
+    """Predict, explain and render one image, in memory. Raises on the first failure. With a ``checker``
+    (:class:`~saliscope.cli.checking.Checker`) every map is judged and one verdict line per method printed."""
     image = source.read()
     preprocess = model.preprocess
     labels = getattr(model, "labels", None)
@@ -313,29 +319,50 @@ def explain_image(
         timing.append(f"{name} {e.cost.seconds:.2f}s")
     say("  " + ", ".join(timing))
 
+    reports = {}
+    if checker is not None:
+        say("  verdicts:")
+        width = max(len(registry.get(name).title) for name in explanations)
+        for name, e in explanations.items():
+            hint = display_hint(name, settings.evidence)
+            reports[name] = checker.report(name, explainers[name], e, batch, hint, len(classes))
+            for report in reports[name]:
+                say(checking.verdict_line(registry.get(name).title, report, width))
+
     files: list[tuple[str, Any, Callable[[Any, Path], Path]]] = []
     explained = []
+    sections = []
     for i, (c, r) in enumerate(zip(classes, ranks, strict=True)):
         suffix = "" if r is None else f"-top{r}"
         columns = []
         methods = []
+        cards = []
         for name, e in explanations.items():
             hint = display_hint(name, settings.evidence)
             saliency = e.saliency(hint.reduce, hint.evidence)[i, 0]
             png, npy = f"{source.stem}/{name}{suffix}.png", f"{source.stem}/{name}{suffix}.npy"
-            files.append(
-                (png, overlay(image, saliency, crop_box=box, signed=hint.signed, alpha=settings.alpha), save_png)
-            )
+            picture = overlay(image, saliency, crop_box=box, signed=hint.signed, alpha=settings.alpha)
+            files.append((png, picture, save_png))
             files.append((npy, e.attributions[i].detach().to("cpu", torch.float32).numpy(), save_npy))
             title = registry.get(name).title
             columns.append((title, saliency, hint.signed))
             methods.append(_method_record(e[i], title, len(classes), hint.reduce, hint.evidence, png, npy))
+            if name in reports:
+                methods[-1]["checks"] = reports[name][i].as_dict()
+                cards.append(checking.card(title, picture, reports[name][i], e[i], hint.signed))
         heading = f"{Path(source.path).name}: {label_of(labels, c)} ({float(probs[c]):.1%})"
         if r is not None:
             heading = f"{heading}, top-{r}"
         figure = panel(image, columns, crop_box=box, title=heading, alpha=settings.alpha)
         panel_name = f"{source.stem}/panel{suffix}.png"
         files.append((panel_name, figure, save_png))
+        if cards:
+            ranked = [(label_of(labels, int(k)), float(q)) for q, k in zip(top.values, top.indices, strict=True)]
+            explained_text = f"class {c} '{label_of(labels, c)}' ({float(probs[c]):.1%})"
+            if r is not None:
+                explained_text += f", top-{r}"
+            section = source.stem if r is None else f"{source.stem} (top-{r})"
+            sections.append(checking.ImageSection(section, image, ranked, explained_text, cards, source.path))
         explained.append(
             {
                 "rank": r,
@@ -354,7 +381,7 @@ def explain_image(
         "top5": top5,
         "explained": explained,
     }
-    return Rendered(files, record)
+    return Rendered(files, record, sections)
 
 
 def _method_record(e: Any, title: str, batch: int, reduce: str, evidence: str, png: str, npy: str) -> dict[str, Any]:
@@ -364,6 +391,8 @@ def _method_record(e: Any, title: str, batch: int, reduce: str, evidence: str, p
     record["cost"] = summary.pop("cost")
     record["batch_size"] = batch  # the cost covers the whole batch of target classes
     summary.pop("classes", None)
+    for key in ("nodes", "weights"):  # the adaptive rule's node lists: one value per image would mislead
+        summary.pop(key, None)
     # Per-sample lists of one value (this sample) become plain numbers.
     for key, value in summary.items():
         record["score" if key == "scores" else key] = value[0] if isinstance(value, list) and len(value) == 1 else value
@@ -482,13 +511,15 @@ def run(
     check_layer(model, explainers, settings.device)
 
     images: list[dict[str, Any]] = []
+    sections: list[checking.ImageSection] = []
     failures: list[tuple[str, str]] = []
+    checker = checking.Checker(model, len(sources), settings.options.seed or 0) if settings.check else None
     iterator = progress(sources) if progress is not None else sources
     for source in iterator:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", UserWarning)
-                rendered = explain_image(source, model, explainers, settings, target_index, out_line)
+                rendered = explain_image(source, model, explainers, settings, target_index, out_line, checker)
             notes = captured([w for w in caught if issubclass(w.category, UserWarning)])
             for note in notes:
                 err_line(f"warning: {source.path}: {note}")
@@ -508,6 +539,7 @@ def run(
             err_line(f"error: {source.path}: {reason}")
             continue
         images.append(rendered.record)
+        sections.extend(rendered.sections)
         out_line(f"  -> {settings.out / source.stem}{os.sep}")
 
     summary_path = None
@@ -527,6 +559,8 @@ def run(
                 "seed": o.seed,
                 "n_samples": o.n_samples,
                 "n_steps": o.n_steps,
+                "tolerance": o.tolerance,
+                "max_evals": o.max_evals,
                 "sigma": o.sigma,
                 "baseline": o.baseline,
                 "chunk_size": o.chunk_size,
@@ -535,10 +569,14 @@ def run(
             "alpha": settings.alpha,
             "top_k": settings.top_k,
             "evidence": settings.evidence,
+            "checked": settings.check,
             "images": images,
             "failures": [{"path": p, "error": e} for p, e in failures],
         }
         summary_path = write_summary(settings.out, summary)
+        if sections:
+            label = checking.model_label(model)
+            checking.write_page(settings.out, sections, title=settings.page_title, model=label)
     return Outcome(len(images), failures, summary_path)
 
 

@@ -43,6 +43,25 @@ _NORM_TYPES = (nn.BatchNorm2d,)
 _COPIES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[object, ...], nn.Module | None]] = weakref.WeakKeyDictionary()
 
 
+def _state(net: nn.Module, probe: Tensor) -> tuple[object, ...]:
+    # In-place updates (optimiser steps, load_state_dict, re-initialisation) bump a tensor's version; a
+    # module switched to training mode must not get the copy that folded its running statistics.
+    return (
+        tuple(probe.shape[1:]),
+        probe.dtype,
+        probe.device,
+        tuple(m.training for m in net.modules()),
+        *((id(t), t.data_ptr(), t._version) for t in (*net.parameters(), *net.buffers())),
+    )
+
+
+def has_inference_net(net: nn.Module, probe: Tensor) -> bool:
+    """Whether ``net``'s inference copy for inputs shaped like ``probe`` is made already (then using it costs
+    nothing, however few the passes)."""
+    cached = _COPIES.get(net)
+    return cached is not None and cached[0] == _state(net, probe)
+
+
 def inference_net(net: nn.Module, probe: Tensor, meter: CostMeter | None = None) -> nn.Module:
     """``net``'s inference copy for no-grad passes on inputs shaped like ``probe`` (made once and kept while
     ``net``'s tensors and the input size are unchanged), or ``net`` itself when nothing can be rewritten.
@@ -51,15 +70,7 @@ def inference_net(net: nn.Module, probe: Tensor, meter: CostMeter | None = None)
     ``probe`` is one input row of the run, on which the copy is checked against ``net``; its two passes
     are counted in ``meter``.
     """
-    # In-place updates (optimiser steps, load_state_dict, re-initialisation) bump a tensor's version; a
-    # module switched to training mode must not get the copy that folded its running statistics.
-    state = (
-        tuple(probe.shape[1:]),
-        probe.dtype,
-        probe.device,
-        tuple(m.training for m in net.modules()),
-        *((id(t), t.data_ptr(), t._version) for t in (*net.parameters(), *net.buffers())),
-    )
+    state = _state(net, probe)
     cached = _COPIES.get(net)
     if cached is not None and cached[0] == state:
         return cached[1] or net

@@ -81,6 +81,13 @@ def resolve_layer(model: nn.Module, x: Tensor, layer: str | nn.Module | None) ->
     spatial = [c for c in calls if c.grid is not None]
     if layer is None:
         choice = _automatic(spatial)
+        if choice is None and any(_one_by_one(c.shape) for c in calls):
+            raise MethodError(
+                f"no layer of {type(model).__name__} keeps a spatial grid at this input size "
+                f"({x.shape[-2]}×{x.shape[-1]}): its deepest maps are 1×1, and a CAM over them is one number for "
+                "the whole image",
+                "feed a larger image (the size the model was trained on), or use a gradient method",
+            )
         if choice is None:
             raise MethodError(
                 f"found no layer with a spatial output in {type(model).__name__}",
@@ -94,6 +101,12 @@ def resolve_layer(model: nn.Module, x: Tensor, layer: str | nn.Module | None) ->
     if not mine:
         raise MethodError(f"layer {layer!r} is never called in the model's forward pass", _candidates(spatial))
     last = mine[-1]  # a module used several times: its last call is the one nearest the output
+    if last.grid is None and _one_by_one(last.shape):
+        raise MethodError(
+            f"layer {layer!r} outputs shape {last.shape}, a 1×1 grid at this input size ({x.shape[-2]}×"
+            f"{x.shape[-1]}): a CAM over it is one number spread over the whole image, a flat map",
+            _candidates(spatial) + ", or feed a larger image",
+        )
     if last.grid is None:
         what = f"shape {last.shape}" if isinstance(last.shape, tuple) else last.shape
         raise MethodError(f"layer {layer!r} outputs {what}, not a spatial map", _candidates(spatial))
@@ -115,6 +128,11 @@ def _candidates(spatial: list[_Call]) -> str:
     more = f" (and {len(names) - len(shown)} earlier)" if len(names) > len(shown) else ""
     default = f"; the automatic choice is {choice.name!r}" if choice else ""
     return f"use one of the spatial layers: {', '.join(shown)}{more}{default}"
+
+
+def _one_by_one(shape: tuple[int, ...] | str) -> bool:
+    """A convolutional output ``(N, C, 1, 1)``: a spatial layer shrunk to one cell (or a pooled vector)."""
+    return isinstance(shape, tuple) and len(shape) == 4 and shape[-2:] == (1, 1) and shape[1] > 1
 
 
 def _automatic(spatial: list[_Call]) -> LayerGrid | None:

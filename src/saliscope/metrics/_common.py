@@ -20,7 +20,7 @@ from ..core.chunking import Chunker
 from ..core.cost import Cost, CostMeter
 from ..core.errors import InputError, ModelOutputError
 from ..core.explanation import Explanation
-from ..core.inference_copy import FOLD_FROM_ROWS, inference_net
+from ..core.inference_copy import FOLD_FROM_ROWS, has_inference_net, inference_net
 from ..core.memory_layout import in_preferred_layout
 from ..core.model_state import explaining, model_device
 from ..core.targets import BoundTarget, TargetLike, as_target, logits_of
@@ -81,6 +81,7 @@ class Scorer:
     chunker: Chunker
     device: torch.device
     dtype: torch.dtype
+    probe: Tensor  # one clean row, on the model's device: what the inference copy is checked on
 
     def scores(self, make_rows: MakeRows, n_rows: int) -> Tensor:
         """``(n_rows,)`` target scores of the rows ``make_rows`` builds, chunk by chunk, without autograd.
@@ -98,13 +99,16 @@ class Scorer:
         out: list[Tensor] = []
         classes: list[Tensor] | None = [] if top1 else None
         key = ("metric-forward", self.clean_scores.shape, self.dtype, self.device.type)
+        net = self.model
+        # Made before the first span, where the chunker measures what one row of the passes costs; used when
+        # the run is long enough to pay for making it, or it is made already.
+        long_run = n_rows >= FOLD_FROM_ROWS * max(1, int(self.clean_scores.numel()))
+        if n_rows and (long_run or has_inference_net(self.model, self.probe)):
+            net = inference_net(self.model, self.probe, self.meter)
         spans = self.chunker.spans(n_rows, key=key, device=self.device, params=self.model.parameters, forward_only=True)
         with torch.no_grad():
-            net = self.model
             for start, stop in spans:
                 inputs, sample = make_rows(start, stop)
-                if start == 0 and n_rows >= FOLD_FROM_ROWS * max(1, int(self.clean_scores.numel())):
-                    net = inference_net(self.model, inputs[:1].to(self.device, self.dtype), self.meter)
                 output = in_preferred_layout(self.model, inputs.to(self.device, self.dtype), net)
                 self.meter.forward(stop - start)
                 out.append(self.target.take(sample.cpu())(output).detach().float())
@@ -171,7 +175,7 @@ def scoring(
         meter.forward(int(x.shape[0]))
         bound = tobj if isinstance(tobj, BoundTarget) else tobj.bind(clean, int(x.shape[0]))
         clean_scores = bound(clean).detach().float()
-        yield Scorer(model, bound, clean_scores, clean, meter, chunker, device, dtype)
+        yield Scorer(model, bound, clean_scores, clean, meter, chunker, device, dtype, xin[:1])
 
 
 def finished_cost(scorer: Scorer) -> Cost:

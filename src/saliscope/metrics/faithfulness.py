@@ -55,7 +55,7 @@ from ._common import (
     scoring,
     top1,
 )
-from .results import Curve, floats, relative_to
+from .results import Curve, floats, record, relative_to
 
 Replacement = Literal["blur", "mean", "constant", "noise"]
 REPLACEMENTS: tuple[str, ...] = get_args(Replacement)
@@ -155,6 +155,45 @@ def fill_image(x: Tensor, model: nn.Module, replacement: str, *, value: float, b
     return replacement_image(x, model, replacement, value=value, blur_sigma=blur_sigma)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class Removal:
+    """What every removal metric shares: what hidden pixels become, the space scores are read in, the seed,
+    and how the passes are chunked. Each metric makes one from its arguments; its :meth:`params` are what the
+    result records."""
+
+    replacement: str = "blur"
+    value: float = 0.0
+    blur_sigma: float = 10.0
+    space: str = "probability"
+    seed: int = 0
+    chunk_size: int | None = None
+    memory_budget: int | None = None
+
+    def __post_init__(self) -> None:
+        check_chunk_size(self.chunk_size)
+        if self.replacement not in REPLACEMENTS:
+            raise InputError(f"unknown replacement {self.replacement!r}", f"use one of {', '.join(REPLACEMENTS)}")
+
+    def fill(self, x: Tensor, model: nn.Module) -> Tensor:
+        """``(B, C, H, W)``: what each pixel becomes where it is hidden (:func:`fill_image`)."""
+        return fill_image(x, model, self.replacement, value=self.value, blur_sigma=self.blur_sigma, seed=self.seed)
+
+    def target(
+        self, model: nn.Module, attribution: Attribution, target: TargetLike
+    ) -> tuple[Target | BoundTarget, str]:
+        """The target to score and the space it is scored in (:func:`scored_target`)."""
+        return scored_target(model, attribution, target, self.space)
+
+    def scoring(self, model: nn.Module, x: Tensor, target: Target | BoundTarget) -> Any:
+        """The :func:`~saliscope.metrics._common.scoring` block, chunked as asked."""
+        return scoring(model, x, target, chunk_size=self.chunk_size, memory_budget=self.memory_budget)
+
+    def params(self, space: str, **own: Any) -> dict[str, Any]:
+        """The metric's own parameters, then the fill's, the seed and the space actually used."""
+        fill = {"replacement": self.replacement, "value": self.value, "blur_sigma": self.blur_sigma}
+        return {**own, **fill, "seed": self.seed, "space": space}
+
+
 def removal_rank(values: Tensor, *, descending: bool = True) -> Tensor:
     """``(B, U)`` → ``(B, U)`` long: the position at which each unit is removed (0 = first).
 
@@ -194,36 +233,39 @@ def step_counts(n_units: int, steps: int) -> Tensor:
 def _curve(
     model: nn.Module,
     x: Tensor,
-    sal: Tensor,
-    target: TargetLike,
     attribution: Attribution,
+    target: TargetLike,
+    how: Removal,
     *,
     metric: str,
-    units: tuple[Tensor, Tensor] | None,
-    descending: bool,
-    insert: bool,
     steps: int,
-    replacement: str,
-    value: float,
-    blur_sigma: float,
-    space: str,
-    seed: int,
-    chunk_size: int | None,
-    memory_budget: int | None,
-    params: dict[str, Any],
+    insert: bool = False,
+    descending: bool = True,
+    patch_size: int | None = None,
 ) -> Curve:
-    """Score ``x`` as its units are hidden (or, with ``insert``, put back onto the fill) in rank order."""
+    """Score ``x`` as its units (pixels, or ``patch_size``² patches) are hidden — or, with ``insert``, put back
+    onto the fill — in rank order."""
     whole("steps", steps, "use e.g. steps=100")
-    check_chunk_size(chunk_size)
+    x, sal = prepared(x, attribution)
     b, _, h, w = x.shape
-    unit_values, unit_of_pixel = units if units is not None else (sal.flatten(1), None)
+    params: dict[str, Any] = {}
+    if patch_size is not None:
+        if patch_size > min(h, w):
+            raise InputError(
+                f"patch_size {patch_size} is larger than the image {(h, w)}",
+                "use a patch smaller than the image, e.g. patch_size=8",
+            )
+        unit_values, unit_of_pixel = patch_units(sal, patch_size)
+        params["patch_size"] = patch_size
+    else:
+        unit_values, unit_of_pixel = sal.flatten(1), None
     rank = removal_rank(unit_values, descending=descending)
     if unit_of_pixel is not None:
         rank = rank[:, unit_of_pixel]  # (B, H * W): the removal position of each pixel's patch
     counts = step_counts(int(unit_values.shape[1]), steps)
     n_steps = len(counts) - 1
-    fill = fill_image(x, model, replacement, value=value, blur_sigma=blur_sigma, seed=seed)
-    tobj, used_space = scored_target(model, attribution, target, space)
+    fill = how.fill(x, model)
+    tobj, used_space = how.target(model, attribution, target)
     # The clean input's score is already known from binding the target: deletion starts there and
     # insertion ends there, so those rows are not run again.
     run_steps = torch.arange(0, n_steps) if insert else torch.arange(1, n_steps + 1)
@@ -240,7 +282,7 @@ def _curve(
             return torch.where(hidden, x[on_device], fill[on_device]), sample
         return torch.where(hidden, fill[on_device], x[on_device]), sample
 
-    with scoring(model, x, tobj, chunk_size=chunk_size, memory_budget=memory_budget) as scorer:
+    with how.scoring(model, x, tobj) as scorer:
         scores = scorer.scores(make_rows, b * per_image).cpu().view(b, per_image)
         clean = scorer.clean_scores.cpu()
     parts = [scores, clean[:, None]] if insert else [clean[:, None], scores]
@@ -253,19 +295,10 @@ def _curve(
         scores=curve,
         clean_scores=clean,
         auc=auc,
-        normalized_auc=relative_to(auc, clean),
         aopc=(clean[:, None] - curve).mean(dim=1),
         higher_is_better=metric in ("insertion", "lerf"),
         space=used_space,
-        params={
-            **params,
-            "steps": n_steps,
-            "replacement": replacement,
-            "value": value,
-            "blur_sigma": blur_sigma,
-            "seed": seed,
-            "space": used_space,
-        },
+        params=how.params(used_space, **params, steps=n_steps),
         cost=finished_cost(scorer),
     )
 
@@ -306,27 +339,8 @@ def deletion(
     Returns:
         A :class:`Curve` with ``fractions (S+1,)``, ``scores (B, S+1)``, ``auc (B,)`` and its cost.
     """
-    x, sal = prepared(x, attribution)
-    return _curve(
-        model,
-        x,
-        sal,
-        target,
-        attribution,
-        metric="deletion",
-        units=None,
-        descending=True,
-        insert=False,
-        steps=steps,
-        replacement=replacement,
-        value=value,
-        blur_sigma=blur_sigma,
-        space=space,
-        seed=seed,
-        chunk_size=chunk_size,
-        memory_budget=memory_budget,
-        params={},
-    )
+    how = Removal(replacement, value, blur_sigma, space, seed, chunk_size, memory_budget)
+    return _curve(model, x, attribution, target, how, metric="deletion", steps=steps)
 
 
 def insertion(
@@ -349,27 +363,8 @@ def insertion(
 
     Same arguments and result as :func:`deletion`; ``scores[:, -1]`` is the clean score.
     """
-    x, sal = prepared(x, attribution)
-    return _curve(
-        model,
-        x,
-        sal,
-        target,
-        attribution,
-        metric="insertion",
-        units=None,
-        descending=True,
-        insert=True,
-        steps=steps,
-        replacement=replacement,
-        value=value,
-        blur_sigma=blur_sigma,
-        space=space,
-        seed=seed,
-        chunk_size=chunk_size,
-        memory_budget=memory_budget,
-        params={},
-    )
+    how = Removal(replacement, value, blur_sigma, space, seed, chunk_size, memory_budget)
+    return _curve(model, x, attribution, target, how, metric="insertion", steps=steps, insert=True)
 
 
 def pixel_flipping(
@@ -400,31 +395,9 @@ def pixel_flipping(
     if order not in get_args(Order):
         raise InputError(f"unknown order {order!r}", "use order='morf' (most relevant first) or 'lerf'")
     whole("patch_size", patch_size, "use e.g. patch_size=8 (pixels)")
-    x, sal = prepared(x, attribution)
-    if patch_size > min(x.shape[-2:]):
-        raise InputError(
-            f"patch_size {patch_size} is larger than the image {tuple(x.shape[-2:])}",
-            "use a patch smaller than the image, e.g. patch_size=8",
-        )
+    how = Removal(replacement, value, blur_sigma, space, seed, chunk_size, memory_budget)
     return _curve(
-        model,
-        x,
-        sal,
-        target,
-        attribution,
-        metric=order,
-        units=patch_units(sal, patch_size),
-        descending=order == "morf",
-        insert=False,
-        steps=steps,
-        replacement=replacement,
-        value=value,
-        blur_sigma=blur_sigma,
-        space=space,
-        seed=seed,
-        chunk_size=chunk_size,
-        memory_budget=memory_budget,
-        params={"patch_size": patch_size},
+        model, x, attribution, target, how, metric=order, steps=steps, descending=order == "morf", patch_size=patch_size
     )
 
 
@@ -456,17 +429,8 @@ class FaithfulnessCorrelation:
         return self.correlation
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "metric": "faithfulness-correlation",
-            "higher_is_better": True,
-            "space": self.space,
-            "params": dict(self.params),
-            "correlation": floats(self.correlation),
-            "attribution_sums": floats(self.attribution_sums),
-            "score_drops": floats(self.score_drops),
-            "clean_scores": floats(self.clean_scores),
-            "cost": self.cost.as_dict(),
-        }
+        names = ("correlation", "attribution_sums", "score_drops", "clean_scores")
+        return record(self, "faithfulness-correlation", names)
 
 
 def pearson(a: Tensor, b: Tensor) -> Tensor:
@@ -508,15 +472,15 @@ def faithfulness_correlation(
             f"subset_fraction must be between 0 and 1, got {subset_fraction!r}",
             "use e.g. subset_fraction=0.01 (1% of the pixels per subset)",
         )
-    check_chunk_size(chunk_size)
+    how = Removal(replacement, value, blur_sigma, space, seed, chunk_size, memory_budget)
     x, sal = prepared(x, attribution)
     b, _, h, w = x.shape
     size = max(1, round(subset_fraction * h * w))
     generator = torch.Generator().manual_seed(seed)
     subsets = torch.stack([torch.randperm(h * w, generator=generator)[:size] for _ in range(n_subsets)])
     sums = sal.flatten(1).cpu()[:, subsets].sum(dim=2)  # (B, n)
-    fill = fill_image(x, model, replacement, value=value, blur_sigma=blur_sigma, seed=seed)
-    tobj, used_space = scored_target(model, attribution, target, space)
+    fill = how.fill(x, model)
+    tobj, used_space = how.target(model, attribution, target)
     on_device = subsets.to(x.device)
 
     def make_rows(start: int, stop: int) -> tuple[Tensor, Tensor]:
@@ -528,7 +492,7 @@ def faithfulness_correlation(
         img = sample.to(x.device)
         return torch.where(hidden.view(-1, 1, h, w), fill[img], x[img]), sample
 
-    with scoring(model, x, tobj, chunk_size=chunk_size, memory_budget=memory_budget) as scorer:
+    with how.scoring(model, x, tobj) as scorer:
         scores = scorer.scores(make_rows, b * n_subsets).cpu().view(b, n_subsets)
         clean = scorer.clean_scores.cpu()
     drops = clean[:, None] - scores
@@ -538,15 +502,7 @@ def faithfulness_correlation(
         score_drops=drops,
         clean_scores=clean,
         space=used_space,
-        params={
-            "n_subsets": n_subsets,
-            "subset_size": size,
-            "replacement": replacement,
-            "value": value,
-            "blur_sigma": blur_sigma,
-            "seed": seed,
-            "space": used_space,
-        },
+        params=how.params(used_space, n_subsets=n_subsets, subset_size=size),
         cost=finished_cost(scorer),
     )
 
@@ -593,25 +549,9 @@ class CounterfactualRemoval:
         return self.margin
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "metric": "counterfactual-removal",
-            "higher_is_better": True,
-            "space": self.space,
-            "params": dict(self.params),
-            "region_fraction": self.region_fraction,
-            "cost": self.cost.as_dict(),
-        }
-        for name in (
-            "clean_scores",
-            "hidden_scores",
-            "drop",
-            "relative_drop",
-            "random_drops",
-            "random_drop_mean",
-            "margin",
-            "beats_random",
-        ):
-            out[name] = floats(getattr(self, name))
+        names = ("clean_scores", "hidden_scores", "drop", "relative_drop", "random_drops", "random_drop_mean")
+        out = record(self, "counterfactual-removal", (*names, "margin", "beats_random"))
+        out["region_fraction"] = self.region_fraction
         out["flipped"] = None if self.flipped is None else [bool(v) for v in self.flipped]
         out["random_flip_rate"] = None if self.random_flip_rate is None else floats(self.random_flip_rate)
         return out
@@ -653,15 +593,15 @@ def counterfactual_removal(
     """
     k = percent("k", k)
     whole("n_random", n_random, "use e.g. n_random=16")
-    check_chunk_size(chunk_size)
+    how = Removal(replacement, value, blur_sigma, space, seed, chunk_size, memory_budget)
     x, sal = prepared(x, attribution)
     b, _, h, w = x.shape
     n_hide = count_of(k, h * w)
     regions = (removal_rank(sal.flatten(1)) < n_hide).view(b, h, w)
     offsets = torch.randint(1, h * w, (n_random,), generator=torch.Generator().manual_seed(seed))
     dy, dx = (offsets // w).to(x.device), (offsets % w).to(x.device)
-    fill = fill_image(x, model, replacement, value=value, blur_sigma=blur_sigma, seed=seed)
-    tobj, used_space = scored_target(model, attribution, target, space)
+    fill = how.fill(x, model)
+    tobj, used_space = how.target(model, attribution, target)
 
     def make_rows(start: int, stop: int) -> tuple[Tensor, Tensor]:
         rows = torch.arange(start, stop)
@@ -670,7 +610,7 @@ def counterfactual_removal(
         hidden = shifted(regions, img, dy[j], dx[j]).unsqueeze(1)
         return torch.where(hidden, fill[img], x[img]), sample
 
-    with scoring(model, x, tobj, chunk_size=chunk_size, memory_budget=memory_budget) as scorer:
+    with how.scoring(model, x, tobj) as scorer:
         output = scorer.outputs(torch.where(regions.unsqueeze(1), fill, x))  # B images, for the flip too
         hidden_scores = scorer.target(output).detach().float().cpu()
         random_scores, random_top = scorer.scores_and_top1(make_rows, b * n_random)
@@ -697,14 +637,6 @@ def counterfactual_removal(
         beats_random=(random_drops < drop[:, None]).float().mean(dim=1),
         region_fraction=n_hide / (h * w),
         space=used_space,
-        params={
-            "k": k,
-            "n_random": n_random,
-            "replacement": replacement,
-            "value": value,
-            "blur_sigma": blur_sigma,
-            "seed": seed,
-            "space": used_space,
-        },
+        params=how.params(used_space, k=k, n_random=n_random),
         cost=finished_cost(scorer),
     )

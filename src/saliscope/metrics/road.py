@@ -3,12 +3,12 @@ Evaluation Strategy for Attribution Methods", ICML).
 
 Removing pixels with a constant or a blur leaks their *shape*: the mask itself tells the model where the
 important pixels were, so a removal curve partly measures the mask, not the explanation. ROAD fills removed
-pixels by *noisy linear imputation* instead: each removed pixel is the weighted mean of its 8 neighbours
-(direct neighbours weight 1/6, diagonal ones 1/12, the paper's constants), solved jointly for all removed
-pixels as one sparse linear system per image and percentage, then Gaussian noise (std 0.01 by default,
-absolute, in model space) is added to the imputed pixels so that the fill carries no smooth tell-tale.
-It is evaluated without retraining, for the most-relevant-first (MoRF) and least-relevant-first (LeRF)
-orders at a list of percentages.
+pixels by *noisy linear imputation* instead (:mod:`saliscope.metrics.imputation`): each removed pixel is the
+weighted mean of its 8 neighbours (direct neighbours weight 1/6, diagonal ones 1/12, the paper's constants),
+solved jointly for all removed pixels, then Gaussian noise (std 0.01 by default, absolute, in model space) is
+added to the imputed pixels so that the fill carries no smooth tell-tale. It is evaluated without retraining,
+for the most-relevant-first (MoRF) and least-relevant-first (LeRF) orders at a list of percentages; the
+imputations of every step in a chunk of passes are one batched sparse solve.
 """
 
 from __future__ import annotations
@@ -18,85 +18,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..core.cost import Cost
 from ..core.errors import InputError
 from ..core.targets import TargetLike
-from ._common import Attribution, finished_cost, scoring
-from .faithfulness import Space, check_chunk_size, count_of, percent, prepared, removal_rank, scored_target
-from .results import floats
+from ._common import Attribution, finished_cost
+from .faithfulness import Removal, Space, count_of, percent, prepared, removal_rank
+from .imputation import NEIGHBOURS, impute, noisy_linear_imputation
+from .results import record
 
-# (row offset, column offset, weight): a pixel is the weighted mean of its 8 neighbours (Rong et al. 2022).
-NEIGHBOURS: tuple[tuple[int, int, float], ...] = (
-    (-1, 0, 1 / 6),
-    (1, 0, 1 / 6),
-    (0, -1, 1 / 6),
-    (0, 1, 1 / 6),
-    (-1, -1, 1 / 12),
-    (-1, 1, 1 / 12),
-    (1, -1, 1 / 12),
-    (1, 1, 1 / 12),
-)
+__all__ = ["DEFAULT_PERCENTAGES", "NEIGHBOURS", "Road", "noisy_linear_imputation", "road"]
+
 DEFAULT_PERCENTAGES: tuple[float, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
-
-
-def noisy_linear_imputation(
-    image: Tensor, removed: Tensor, *, noise: float = 0.01, generator: torch.Generator | None = None
-) -> Tensor:
-    """``(C, H, W)``: ``image`` with the ``removed`` ``(H, W)`` bool pixels filled by noisy linear imputation.
-
-    Each removed pixel ``i`` satisfies ``v_i = sum_j w_ij v_j / sum_j w_ij`` over its neighbours ``j``
-    inside the image (removed neighbours are unknowns too, kept ones are known), so at the border the
-    weights of the missing neighbours drop out. All removed pixels are solved at once as a sparse system
-    (one factorisation for the C channels); then ``noise * N(0, 1)`` (drawn from ``generator`` on the CPU)
-    is added to them. Kept pixels are returned unchanged. Every removed region must touch a kept pixel,
-    which holds whenever at least one pixel is kept.
-    """
-    from scipy.sparse import coo_matrix  # scipy.sparse.linalg costs ~0.8 s to import: only when used
-    from scipy.sparse.linalg import spsolve
-
-    c, h, w = image.shape
-    flat_removed = removed.reshape(-1).cpu().numpy()
-    unknown = np.flatnonzero(flat_removed)
-    if unknown.size == 0:
-        return image.clone()
-    if unknown.size == h * w:
-        raise InputError("every pixel was removed: nothing is left to impute from", "remove less than 100%")
-    values = image.detach().reshape(c, -1).cpu().double().numpy()
-    variable = np.full(h * w, -1)
-    variable[unknown] = np.arange(unknown.size)
-    r, q = unknown // w, unknown % w
-    diagonal = np.zeros(unknown.size)
-    rhs = np.zeros((unknown.size, c))
-    rows, cols, entries = [], [], []
-    for dr, dc, weight in NEIGHBOURS:
-        nr, nc = r + dr, q + dc
-        inside = (nr >= 0) & (nr < h) & (nc >= 0) & (nc < w)
-        diagonal[inside] += weight
-        eq, neighbour = np.flatnonzero(inside), (nr * w + nc)[inside]
-        is_unknown = flat_removed[neighbour]
-        rows.append(eq[is_unknown])
-        cols.append(variable[neighbour[is_unknown]])
-        entries.append(np.full(int(is_unknown.sum()), -weight))
-        # Each equation has at most one neighbour per offset, so these indices never repeat.
-        rhs[eq[~is_unknown]] += weight * values[:, neighbour[~is_unknown]].T
-    rows.append(np.arange(unknown.size))
-    cols.append(np.arange(unknown.size))
-    entries.append(diagonal)
-    system = coo_matrix(
-        (np.concatenate(entries), (np.concatenate(rows), np.concatenate(cols))), shape=(unknown.size, unknown.size)
-    ).tocsc()
-    solved = spsolve(system, rhs).reshape(unknown.size, c)
-    filled = values.copy()
-    filled[:, unknown] = solved.T
-    out = torch.from_numpy(filled).view(c, h, w)
-    if noise:
-        z = torch.randn((c, h, w), generator=generator, dtype=torch.float64)
-        out = torch.where(removed.cpu().view(1, h, w), out + noise * z, out)
-    return out.to(device=image.device, dtype=image.dtype)
 
 
 @dataclass(frozen=True)
@@ -129,16 +64,7 @@ class Road:
         return self.gap
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "metric": "road",
-            "higher_is_better": True,
-            "space": self.space,
-            "params": dict(self.params),
-            "cost": self.cost.as_dict(),
-        }
-        for name in ("percentages", "morf", "lerf", "clean_scores", "morf_mean", "lerf_mean", "gap"):
-            out[name] = floats(getattr(self, name))
-        return out
+        return record(self, "road", ("percentages", "morf", "lerf", "clean_scores", "morf_mean", "lerf_mean", "gap"))
 
 
 def road(
@@ -160,8 +86,9 @@ def road(
     Pixels rank in descending order of the map for MoRF and ascending for LeRF, ties in raster order.
     The noise of (order, percentage) is one ``(C, H, W)`` pattern drawn from ``seed``, the same for every
     image, so a batch gives what each image gives alone. ``B * 2 * K`` model passes in batched chunks;
-    the imputations are sparse solves on the CPU, done lazily chunk by chunk (they dominate the time on
-    large images). ``space``, ``target``, ``chunk_size`` as in :func:`~saliscope.metrics.deletion`.
+    the imputations of a chunk's steps are one sparse solve on the CPU, built lazily chunk by chunk.
+    A percentage that would remove every pixel of the image (just below 100 on a small image) is refused
+    before anything runs. ``space``, ``target``, ``chunk_size`` as in :func:`~saliscope.metrics.deletion`.
     """
     fix = "pass percentages from 0 up to (not including) 100, e.g. (10, 20, ..., 90)"
     levels = [percent("percentages", p, allow_zero=True, fix=fix) for p in percentages]
@@ -169,28 +96,34 @@ def road(
         raise InputError("no percentages given", "pass e.g. percentages=(10, 20, ..., 90)")
     if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0):
         raise InputError(f"noise must be a finite number >= 0, got {noise!r}", "use noise=0.01 (the paper's) or 0")
-    check_chunk_size(chunk_size)
+    how = Removal(space=space, seed=seed, chunk_size=chunk_size, memory_budget=memory_budget)
     x, sal = prepared(x, attribution)
     b, _, h, w = x.shape
-    n_levels = len(levels)
     counts = torch.tensor([count_of(p, h * w) for p in levels])
+    if bool((counts >= h * w).any()):
+        # Rounded half up, a percentage just below 100 removes every pixel of a small image.
+        worst = levels[int(counts.argmax())]
+        most = 100 * (h * w - 1) / (h * w)
+        raise InputError(
+            f"removing {worst:g}% of a {h}×{w} image removes all of its {h * w} pixels (counts round half up): "
+            "nothing is left to impute from",
+            f"pass percentages of at most {math.floor(most * 100) / 100:g} for this image size",
+        )
+    n_levels = len(levels)
     flat = sal.flatten(1)
     ranks = (removal_rank(flat, descending=True), removal_rank(flat, descending=False))  # MoRF, LeRF
-    tobj, used_space = scored_target(model, attribution, target, space)
+    tobj, used_space = how.target(model, attribution, target)
     per_image = 2 * n_levels
 
     def make_rows(start: int, stop: int) -> tuple[Tensor, Tensor]:
-        rows = torch.arange(start, stop)
-        images = []
-        for row in rows.tolist():
-            image, work = divmod(row, per_image)
-            order, level = divmod(work, n_levels)
-            removed = (ranks[order][image] < counts[level]).view(h, w)
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + work)
-            images.append(noisy_linear_imputation(x[image], removed, noise=noise, generator=generator))
-        return torch.stack(images), rows // per_image
+        image, work = (torch.arange(start, stop) // per_image), (torch.arange(start, stop) % per_image)
+        order, level = work // n_levels, work % n_levels
+        removed = torch.stack([ranks[o][i] for o, i in zip(order.tolist(), image.tolist(), strict=True)])
+        removed = (removed < counts[level, None].to(removed.device)).view(-1, h, w)
+        generators = [torch.Generator().manual_seed(seed * 1_000_003 + j) for j in work.tolist()]
+        return impute(x[image.to(x.device)], removed, noise=noise, generators=generators), image
 
-    with scoring(model, x, tobj, chunk_size=chunk_size, memory_budget=memory_budget) as scorer:
+    with how.scoring(model, x, tobj) as scorer:
         scores = scorer.scores(make_rows, b * per_image).cpu().view(b, 2, n_levels)
         clean = scorer.clean_scores.cpu()
     morf, lerf = scores[:, 0], scores[:, 1]

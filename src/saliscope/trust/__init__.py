@@ -2,7 +2,7 @@
 method comparison. Built on :mod:`saliscope.metrics`; thresholds in :mod:`saliscope.trust.thresholds`."""
 
 from .checks import CHECKS, CheckReport, Measurements, Verdict, check, judge, measure
-from .comparison import Comparison, MethodResult, compare_methods, requirement
+from .comparison import Comparison, MethodResult, check_view, compare_methods, measure_view, requirement
 from .evaluation import METRICS, evaluate, headline, metric_names
 from .thresholds import Band, Grading, Thresholds
 
@@ -18,11 +18,13 @@ __all__ = [
     "Thresholds",
     "Verdict",
     "check",
+    "check_view",
     "compare_methods",
     "evaluate",
     "headline",
     "judge",
     "measure",
+    "measure_view",
     "metric_names",
     "requirement",
 ]

@@ -136,6 +136,7 @@ class Measurements:
     shift_rank_correlation: list[float] | None = None
     randomised_rank_correlation: list[float] | None = None
     completeness_gap: list[float] | None = None
+    deletion_space: str = "probability"
     notes: dict[str, str] = field(default_factory=dict)
     cost: Cost | None = None
 
@@ -145,6 +146,26 @@ class Measurements:
 
 def _floats(t: Tensor) -> list[float]:
     return [float(v) for v in t.detach().double().cpu().reshape(-1)]
+
+
+def comparable_auc(curve: Any) -> Tensor:
+    """A curve's AUC on a scale shared by maps of the same image: divided by the clean score where that is a
+    probability (positive by construction), the raw area for other scores (a logit, a box score)."""
+    return curve.normalized_auc if curve.space == "probability" else curve.auc
+
+
+def completeness_fix(explanation: Explanation | None) -> str:
+    """What to do about a completeness gap too large, for the rule that made it."""
+    params = explanation.params if explanation is not None else {}
+    if params.get("rule") == "adaptive":
+        return (
+            f"the adaptive rule spent its budget of {params.get('max_evals')} gradient evaluations first; raise "
+            "max_evals (--max-evals) or use a smoother baseline (blur)"
+        )
+    return (
+        "integrate adaptively (omit n_steps / --n-steps: the default) or use more steps (n_steps, --n-steps), "
+        "or a smoother baseline (blur)"
+    )
 
 
 def map_numbers(explanation: Explanation, method: str | None = None) -> Measurements:
@@ -200,18 +221,25 @@ def measure(
     known = known or {}
     found = map_numbers(explanation)
     if "deletion" in checks:
+        steps, copies = thresholds.deletion_steps, thresholds.deletion_random_maps
+        batch = len(explanation)
         curve = known.get("deletion")
-        if curve is None or curve.scores.shape[-1] != thresholds.deletion_steps + 1:
-            curve = deletion(model, x, explanation, explanation.target, steps=thresholds.deletion_steps, seed=seed)
-            found.add_cost(curve.cost)
-        found.deletion_auc = _floats(curve.normalized_auc)
-        chance = []
-        moved = shifted_maps(explanation.saliency(), thresholds.deletion_random_maps, seed)
-        for i, elsewhere in enumerate(moved):
-            r = deletion(model, x, elsewhere, explanation.target, steps=thresholds.deletion_steps, seed=seed + i)
-            chance.append(r.normalized_auc)
-            found.add_cost(r.cost)
-        found.random_deletion_auc = _floats(torch.stack(chance).mean(0))
+        reuse = curve is not None and curve.scores.shape[-1] == steps + 1
+        # The map's own curve (unless known) and its chance copies' curves in one batched call: one pass over
+        # the clean images' set-up, every step of every curve in shared chunks.
+        maps = ([] if reuse else [explanation.saliency()]) + shifted_maps(explanation.saliency(), copies, seed)
+        rows = torch.arange(batch).repeat(len(maps))
+        target = explanation.target.take(rows)
+        curves = deletion(model, x[rows.to(x.device)], torch.cat(maps), target, steps=steps, seed=seed)
+        found.add_cost(curves.cost)
+        aucs = comparable_auc(curves).view(len(maps), batch)
+        if reuse:
+            found.deletion_auc = _floats(comparable_auc(curve))
+        else:
+            found.deletion_auc = _floats(aucs[0])
+            aucs = aucs[1:]
+        found.random_deletion_auc = _floats(aucs.mean(0))
+        found.deletion_space = curves.space
     needs_explainer = [c for c in ("stability", "sanity") if c in checks]
     if needs_explainer and explainer is None:
         for c in needs_explainer:
@@ -242,6 +270,7 @@ def measure(
             from ..metrics.completeness import completeness_gap
 
             found.completeness_gap = _floats(completeness_gap(explanation).relative_gap)
+            found.notes["completeness_fix"] = completeness_fix(explanation)
     return found
 
 
@@ -309,15 +338,38 @@ def _which(failed: list[bool]) -> str:
     return "" if len(failed) == 1 else f" in {sum(failed)} of {len(failed)} images"
 
 
-def _verdict(check: str, values: list[float], failed: list[bool], threshold: float, bad: str, good: str) -> Verdict:
-    worst = next((v for v, f in zip(values, failed, strict=True) if f), values[0])
-    status: Status = "fail" if any(failed) else "pass"
-    reason = (
-        (bad.format(v=worst) + _which(failed))
-        if any(failed)
-        else good.format(v=values[0] if len(values) == 1 else min(values, key=abs))
-    )
-    return Verdict(check, status, tuple(values), threshold, reason, tuple(failed))
+def worst_image(values: Sequence[float], failed: Sequence[bool], *, higher_is_better: bool) -> int:
+    """The failing image farthest on the wrong side (a NaN, which fails, counts as farthest)."""
+    bad = [i for i, f in enumerate(failed) if f]
+    return min(bad, key=lambda i: (values[i] == values[i], values[i] if higher_is_better else -values[i]))
+
+
+def best_image(values: Sequence[float], *, higher_is_better: bool) -> int:
+    """The image whose value is best (the first on ties)."""
+    return max(range(len(values)), key=lambda i: (values[i] if higher_is_better else -values[i], -i))
+
+
+def _best_of(values: Sequence[float]) -> str:
+    """ " in all 3 images (the best shown)" for batches; empty for one image."""
+    return "" if len(values) == 1 else f" in all {len(values)} images (the best shown)"
+
+
+def _verdict(
+    check: str,
+    values: list[float],
+    failed: list[bool],
+    threshold: float,
+    bad: str,
+    good: str,
+    *,
+    higher_is_better: bool,
+) -> Verdict:
+    """A verdict quoting the worst failing image when any fails, else the best image."""
+    if any(failed):
+        worst = values[worst_image(values, failed, higher_is_better=higher_is_better)]
+        return Verdict(check, "fail", tuple(values), threshold, bad.format(v=worst) + _which(failed), tuple(failed))
+    best = values[best_image(values, higher_is_better=higher_is_better)]
+    return Verdict(check, "pass", tuple(values), threshold, good.format(v=best) + _best_of(values), tuple(failed))
 
 
 def _judge_map(found: Measurements, t: Thresholds) -> Verdict:
@@ -347,16 +399,18 @@ def _judge_deletion(found: Measurements, t: Thresholds) -> Verdict:
     # The value judged is the map's (normalised) deletion AUC minus chance's: below -margin passes.
     values = [a - c for a, c in zip(aucs, chance, strict=True)]
     failed = [not (v <= -t.deletion_margin) for v in values]  # NaN fails
-    i = next((j for j, f in enumerate(failed) if f), 0)
+    scale = "÷ clean score" if found.deletion_space == "probability" else f"{found.deletion_space} scores"
     if any(failed):
+        i = worst_image(values, failed, higher_is_better=False)
         reason = (
-            f"deletion AUC {aucs[i]:.3f} (÷ clean score) is no better than the same map moved to random "
+            f"deletion AUC {aucs[i]:.3f} ({scale}) is no better than the same map moved to random "
             f"places: {chance[i]:.3f} (needs ≤ {chance[i] - t.deletion_margin:.3f})" + _which(failed)
         )
         return Verdict("deletion", "fail", tuple(values), -t.deletion_margin, reason, tuple(failed))
+    i = best_image(values, higher_is_better=False)
     reason = (
-        f"deletion AUC {aucs[0]:.3f} (÷ clean score) beats the same map moved to random places: "
-        f"{chance[0]:.3f} by ≥ {t.deletion_margin:g}"
+        f"deletion AUC {aucs[i]:.3f} ({scale}) beats the same map moved to random places: "
+        f"{chance[i]:.3f} by ≥ {t.deletion_margin:g}" + _best_of(values)
     )
     return Verdict("deletion", "pass", tuple(values), -t.deletion_margin, reason, tuple(failed))
 
@@ -375,6 +429,7 @@ def _judge_stability(found: Measurements, t: Thresholds) -> Verdict:
         t.min_shift_rank_correlation,
         f"unstable under 1-px shifts: rank correlation {{v:.2f}} < {t.min_shift_rank_correlation:g}",
         f"stable under 1-px shifts: rank correlation {{v:.2f}} ≥ {t.min_shift_rank_correlation:g}",
+        higher_is_better=True,
     )
 
 
@@ -393,6 +448,7 @@ def _judge_sanity(found: Measurements, t: Thresholds) -> Verdict:
         limit,
         f"map barely changes when the top of the model is randomised: rank correlation {{v:.2f}} > {limit:g}",
         f"map changes when the top of the model is randomised: rank correlation {{v:.2f}} ≤ {limit:g}",
+        higher_is_better=False,
     )
 
 
@@ -405,11 +461,9 @@ def _judge_completeness(found: Measurements, t: Thresholds) -> Verdict:
     failed = [not (v <= t.max_completeness_gap) for v in values]
     pct = t.max_completeness_gap * 100
     good = f"completeness gap {{v:.1%}} ≤ {pct:g}%"
-    bad = (
-        f"completeness gap {{v:.1%}} > {pct:g}%: use more integration steps (n_steps, --n-steps) or a smoother"
-        " baseline (blur)"
-    )
-    return _verdict("completeness", values, failed, t.max_completeness_gap, bad, good)
+    fix = found.notes.get("completeness_fix", completeness_fix(None))
+    bad = f"completeness gap {{v:.1%}} > {pct:g}%: {fix}"
+    return _verdict("completeness", values, failed, t.max_completeness_gap, bad, good, higher_is_better=False)
 
 
 _JUDGES = {

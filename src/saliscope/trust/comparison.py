@@ -28,9 +28,9 @@ numbers measured on that same view.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 from torch import Tensor, nn
@@ -44,11 +44,14 @@ from ..core.views import Evidence
 from ..methods.base import Attribution, Explainer
 from ..viz.display import DisplayHint, display_hint
 from ..viz.scorecard import ScoreRow, figure_png, scorecard_figure
-from .checks import CheckReport, judge, measure
+from .checks import CHECKS, CheckReport, Measurements, judge, measure
 from .thresholds import Grading, Thresholds
 
+if TYPE_CHECKING:
+    from ..metrics.robustness import Transform
+
 _TIME_ONCE_AFTER_S = 1.0
-STABILITY_TRANSFORMS = ("shift1", "hflip", "noise")
+STABILITY_TRANSFORMS: tuple[Transform, ...] = ("shift1", "hflip", "noise")
 
 
 def requirement(explainer: Explainer) -> str:
@@ -347,6 +350,79 @@ def compare_methods(
     return Comparison(tuple(results), grading, thresholds, timing_runs)
 
 
+def measure_view(
+    explanation: Explanation,
+    model: nn.Module,
+    x: Tensor,
+    explainer: Explainer,
+    view: DisplayHint,
+    *,
+    checks: Sequence[str] = CHECKS,
+    thresholds: Thresholds = Thresholds(),
+    seed: int = 0,
+    transforms: Sequence[Transform] = ("shift1",),
+) -> tuple[Measurements, Any, Any]:
+    """What ``checks`` need, measured on the map as shown (``view``), and the consistency and randomisation
+    results they came from (None where not run). ``transforms`` must hold ``"shift1"``; more transforms
+    serve the comparison's stability row.
+
+    :func:`~saliscope.trust.measure` ranks pixels by the explanation it is given, so it is given the shown
+    map for the map and deletion checks; stability and sanity re-run the method through :class:`ShownMaps`
+    and compare its shown maps, signed as shown (``"absolute"`` would fold a signed view's "against" pixels
+    onto its "for" pixels); completeness is the raw explanation's.
+    """
+    from ..metrics.robustness import consistency
+    from ..metrics.sanity import model_randomisation, top_stages
+
+    mine, viewer, bound = shown(explanation, view), ShownMaps(explainer, view), explanation.target
+    found = measure(
+        mine,
+        model,
+        x,
+        checks=[c for c in checks if c in ("map", "deletion")] or ["map"],
+        seed=seed,
+        thresholds=thresholds,
+    )
+    if "completeness" in checks:
+        path = measure(explanation, model, x, checks=("completeness",), thresholds=thresholds, seed=seed)
+        found.completeness_gap = path.completeness_gap
+        found.notes.update(path.notes)
+    steady = sanity = None
+    if "stability" in checks:
+        # Both re-run the method only on altered inputs / models: the clean map is the one just made.
+        steady = consistency(viewer, x, bound, transforms=tuple(transforms), evidence="signed", seed=seed, clean=mine)
+        found.shift_rank_correlation = [float(v) for v in steady.spearman[list(transforms).index("shift1")]]
+        found.add_cost(steady.cost)
+    if "sanity" in checks:
+        group = top_stages(explainer.model, thresholds.sanity_stages)
+        sanity = model_randomisation(viewer, x, bound, stages=[group], seed=seed, clean=mine)
+        # The viewer's maps are the one-channel shown map, so "signed" here is that map as shown.
+        found.randomised_rank_correlation = [float(v) for v in sanity.spearman_signed[-1]]
+        found.add_cost(sanity.cost)
+    return found, steady, sanity
+
+
+def check_view(
+    explanation: Explanation,
+    model: nn.Module,
+    x: Tensor,
+    explainer: Explainer,
+    view: DisplayHint,
+    *,
+    checks: Sequence[str] = CHECKS,
+    skipped: Mapping[str, str] | None = None,
+    thresholds: Thresholds = Thresholds(),
+    seed: int = 0,
+) -> CheckReport:
+    """:func:`~saliscope.trust.check` of the map as shown (``view``: what a figure draws), as the comparison
+    judges it. ``skipped`` names checks reported as skipped, each with its reason, without measuring them."""
+    skipped = dict(skipped or {})
+    run = [c for c in checks if c not in skipped]
+    found, _, _ = measure_view(explanation, model, x, explainer, view, checks=run, thresholds=thresholds, seed=seed)
+    found.notes.update(skipped)
+    return judge(found, checks=[c for c in CHECKS if c in checks], thresholds=thresholds)
+
+
 def _measure_one(
     name: str,
     explainer: Explainer,
@@ -361,34 +437,27 @@ def _measure_one(
 ) -> MethodResult:
     from ..metrics.faithfulness import insertion
     from ..metrics.resolution import effective_resolution
-    from ..metrics.robustness import consistency
-    from ..metrics.sanity import model_randomisation, top_stages
 
     explanation = explainer.explain(x, target)
     seconds, timed = explanation.cost.seconds, 1
     if seconds < _TIME_ONCE_AFTER_S:
         seconds = min(explainer.explain(x, explanation.target).cost.seconds for _ in range(timing_runs))
         timed = timing_runs
-    bound, mine = explanation.target, shown(explanation, view)
-    viewer = ShownMaps(explainer, view)
-
-    # measure() ranks pixels by the explanation it is given, so it scores the shown map for deletion and
-    # its chance baseline; stability and sanity it would take on |channel sum|, so they are measured here.
-    found = measure(mine, model, x, checks=("map", "deletion"), thresholds=thresholds, seed=seed)
-    path = measure(explanation, model, x, checks=("completeness",), thresholds=thresholds, seed=seed)
-    found.completeness_gap = path.completeness_gap
-    found.notes.update(path.notes)
-    # Both re-run the method only on altered inputs / models: the clean map is the one just made.
-    steady = consistency(viewer, x, bound, transforms=STABILITY_TRANSFORMS, evidence="signed", seed=seed, clean=mine)
-    found.shift_rank_correlation = [float(v) for v in steady.spearman[STABILITY_TRANSFORMS.index("shift1")]]
-    group = top_stages(explainer.model, thresholds.sanity_stages)
-    sanity = model_randomisation(viewer, x, bound, stages=[group], seed=seed, clean=mine)
-    # The viewer's maps are the one-channel shown map, so "signed" here is that map as shown; "abs" would
-    # fold a signed view's "against" pixels onto its "for" pixels.
-    found.randomised_rank_correlation = [float(v) for v in sanity.spearman_signed[-1]]
-    inserted = insertion(model, x, mine, bound, steps=thresholds.deletion_steps, seed=seed)
-    for cost in (steady.cost, sanity.cost, inserted.cost):
-        found.add_cost(cost)
+    mine = shown(explanation, view)
+    found, steady, _ = measure_view(
+        explanation,
+        model,
+        x,
+        explainer,
+        view,
+        checks=CHECKS,
+        thresholds=thresholds,
+        seed=seed,
+        transforms=STABILITY_TRANSFORMS,
+    )
+    assert steady is not None and found.shift_rank_correlation and found.randomised_rank_correlation
+    inserted = insertion(model, x, mine, explanation.target, steps=thresholds.deletion_steps, seed=seed)
+    found.add_cost(inserted.cost)
     report = judge(found, thresholds=thresholds)
     assert found.deletion_auc is not None
     return MethodResult(

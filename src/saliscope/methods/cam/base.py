@@ -11,6 +11,7 @@ differentiated, and no parameter gradient is ever formed (parameters are frozen 
 
 from __future__ import annotations
 
+import warnings
 from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from ...core.errors import InputError
 from ...core.memory_layout import in_preferred_layout
 from ...core.model_state import hooks
 from ...core.targets import BoundTarget
+from ...core.views import FlatMapWarning
 from ..base import Attribution, Explainer, Precision
 from ..layers import LayerGrid, resolve_layer
 
@@ -196,6 +198,25 @@ class CAM(Explainer):
     def _attribute(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> Attribution:
         return self._attribute_many(net, x, [target], meter)[0]
 
+    def _warn_if_only_against(self, maps: list[Tensor], targets: list[BoundTarget]) -> None:
+        """A positive map that is zero everywhere: the ReLU removed all the layer held, which was evidence
+        against the class (or nothing). Say so, and how to see it."""
+        for layer_maps, target in zip(maps, targets, strict=True):
+            empty = (layer_maps.flatten(1).amax(1) <= 0).nonzero().flatten().tolist()
+            if not empty:
+                continue
+            classes = getattr(target, "classes", None)
+            which = "" if classes is None else f" (class {sorted({int(classes[i]) for i in empty})})"
+            warnings.warn(
+                FlatMapWarning(
+                    f"the {self.name} map of image(s) {empty}{which} is zero everywhere: the layer holds no evidence "
+                    "for the class, only against it, and the ReLU of evidence='positive' removed that — see it with "
+                    "evidence='negative' or evidence='signed' (on the command line: --evidence negative or "
+                    "--evidence signed)"
+                ),
+                stacklevel=4,
+            )
+
     def _attribute_many(
         self, net: nn.Module, x: Tensor, targets: list[BoundTarget], meter: CostMeter
     ) -> list[Attribution]:
@@ -221,6 +242,8 @@ class CAM(Explainer):
                 maps[k].append(self.map_chunk(net, x[start:stop], layer, part, meter))
                 scores[k].append(layer.scores)
         size = (int(x.shape[-2]), int(x.shape[-1]))
+        if self.evidence == "positive":
+            self._warn_if_only_against([torch.cat(m) for m in maps], targets)
         return [
             Attribution(
                 upsample(torch.cat(m), size),

@@ -84,6 +84,8 @@ class Occlusion(PerturbationExplainer):
             raise InputError(
                 f"the occlusion window {window[0]}×{window[1]} is larger than the image {height}×{width}",
                 "pass a smaller window (e.g. window=min(H, W) // 8) or omit it to choose one",
+                f"pass a smaller --window (at most {min(height, width)} on this {height}×{width} model input), or omit "
+                "it to choose one",
             )
         stride = self.stride or (max(1, window[0] // 2), max(1, window[1] // 2))
         return window, stride

@@ -6,7 +6,10 @@ so float32 and float64 runs, and a batch and its images alone, get the same segm
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -66,6 +69,78 @@ def superpixels(
         dense.append(inverse)
         counts.append(int(inverse.max()) + 1)
     return torch.stack(dense).to(x.device), counts
+
+
+#: A segmentation with fewer than this share of the superpixels asked for is degenerate: LIME / KernelSHAP over
+#: it give a map of a few flat regions (one superpixel: a uniform map), whatever the model does.
+MIN_SHARE = 0.25
+#: SLIC's compactness is multiplied by these factors, in turn, before falling back to a grid.
+COMPACTNESS_STEPS: tuple[float, ...] = (10.0, 100.0)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """Superpixels of a batch and how each image's were made.
+
+    ``labels`` ``(B, H, W)`` long, ``counts`` superpixels per image, ``used`` what made each image's
+    (``"slic"``, ``"slic(compactness=100)"``, ``"grid"``, ``"quickshift"``, ``"custom"``).
+    """
+
+    labels: Tensor
+    counts: list[int]
+    used: list[str]
+
+
+def segment(
+    x: Tensor, segmenter: Segmenter = "slic", *, n_segments: int = 50, compactness: float = 10.0
+) -> Segmentation:
+    """:func:`superpixels`, made again for images it leaves with too few superpixels.
+
+    An image that gets fewer than a quarter (``MIN_SHARE``) of the ``n_segments`` asked for — noise, a
+    texture, a scan without edges, where SLIC's colour clusters are fragments that its connectivity step
+    merges into one region, or where Quickshift finds few modes — is segmented again by SLIC with the
+    compactness raised 10×, then 100×, and finally by the grid, stopping at the first with enough. A higher
+    compactness weighs distance in space over distance in colour, so SLIC moves from following colour
+    towards its own starting grid while still snapping to what edges there are; the grid is the limit,
+    which always gives about the count asked for. A segmentation function of the caller's own is kept as it
+    is (it was chosen on purpose; a single region is warned about). One warning per call names the images
+    and what was used.
+    """
+    labels, counts = superpixels(x, segmenter, n_segments=n_segments, compactness=compactness)
+    base = "custom" if callable(segmenter) else str(segmenter)
+    used = [base] * len(counts)
+    wanted = max(1, math.ceil(MIN_SHARE * n_segments))
+    few = [i for i, c in enumerate(counts) if c < wanted]
+    if not few:
+        return Segmentation(labels, counts, used)
+    found = {i: counts[i] for i in few}
+    if callable(segmenter):
+        # The caller's own function decides the count; only one region, a uniform map, is worth a word.
+        single = [i for i in few if counts[i] == 1]
+        if single:
+            warnings.warn(
+                f"the superpixel function made one region of image(s) {single}: LIME / KernelSHAP can only give "
+                "them a uniform map — check the function, or use superpixels='slic' or 'grid'",
+                stacklevel=3,
+            )
+        return Segmentation(labels, counts, used)
+    labels = labels.clone()
+    attempts: list[tuple[SegmenterName, float]] = [("slic", compactness * f) for f in COMPACTNESS_STEPS]
+    for i in few:
+        for how, c in [*attempts, ("grid", compactness)]:
+            relabelled, count = superpixels(x[i : i + 1], how, n_segments=n_segments, compactness=c)
+            labels[i], counts[i] = relabelled[0], count[0]
+            used[i] = "grid" if how == "grid" else f"slic(compactness={c:g})"
+            if count[0] >= wanted:
+                break
+    listing = ", ".join(f"image {i}: {found[i]}, made again by {used[i]}: {counts[i]}" for i in few)
+    warnings.warn(
+        f"{base} made fewer than a quarter of the {n_segments} superpixels asked for ({listing}). An image "
+        "without edges (noise, a texture) would otherwise get a map of a few flat regions; what was used is in "
+        "e.params['segmentation']. Pass superpixels='grid' (or a function of your own) to choose yourself.",
+        stacklevel=3,
+    )
+    return Segmentation(labels, counts, used)
 
 
 def paint(values: Tensor, labels: Tensor) -> Tensor:

@@ -22,7 +22,7 @@ from .coalitions import (
     shapley_size_law,
 )
 from .fill import Replacement
-from .superpixels import Segmenter, check_segmenter, paint, superpixels
+from .superpixels import Segmenter, check_segmenter, paint, segment
 
 
 class SuperpixelSurrogate(Seeded, PerturbationExplainer):
@@ -103,7 +103,8 @@ class SuperpixelSurrogate(Seeded, PerturbationExplainer):
 
     def _perturb(self, net: nn.Module, x: Tensor, targets: list[BoundTarget], meter: CostMeter) -> list[Attribution]:
         seed = self.run_seed()
-        labels, counts = superpixels(x, self.superpixels, n_segments=self.n_superpixels, compactness=self.compactness)
+        made = segment(x, self.superpixels, n_segments=self.n_superpixels, compactness=self.compactness)
+        labels, counts = made.labels, made.counts
         b, width = int(x.shape[0]), max(counts)
         # Every image draws from the same seed: equal superpixel counts give equal coalitions.
         z = torch.zeros((b, self.n_samples, width), dtype=torch.float64)
@@ -132,7 +133,7 @@ class SuperpixelSurrogate(Seeded, PerturbationExplainer):
                         "coefficients": coef_dev,
                         "intercept": intercept.to(device=x.device, dtype=x.dtype),
                     },
-                    params={"seed": seed},
+                    params={"seed": seed, "segmentation": made.used, "superpixels_found": counts},
                 )
             )
         return results
