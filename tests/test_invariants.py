@@ -173,14 +173,39 @@ def test_class_out_of_range_is_a_clear_error(name, batch):
 
 
 class DictModel(Wrapped):
+    """Hugging Face's shape of output: a mapping with 'logits' beside other tensors."""
+
     def forward(self, x):
-        return {"logits": self.net(x)}
+        scores = self.net(x)
+        return {"logits": scores, "pooled": scores.detach() * 0 + 1}
+
+
+class TupleModel(Wrapped):
+    """A tuple with exactly one (batch, classes) tensor and a 4-D feature map."""
+
+    def forward(self, x):
+        return (x.mean(1, keepdim=True), self.net(x))
+
+
+class AmbiguousModel(Wrapped):
+    def forward(self, x):
+        scores = self.net(x)
+        return {"a": scores, "b": -scores}
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_non_tensor_output_is_a_clear_error(name, batch):
-    with pytest.raises(ModelOutputError, match="returned a dict"):
-        build(name, DictModel(name).eval()).explain(batch, target=0)
+def test_scores_are_read_from_a_mapping_or_tuple_and_the_entry_is_recorded(name, batch):
+    plain = build(name, tiny(name).eval()).explain(batch, target=1)
+    for wrapper, entry in ((DictModel, "logits"), (TupleModel, 1)):
+        e = build(name, wrapper(name).eval()).explain(batch, target=1)
+        torch.testing.assert_close(e.attributions, plain.attributions)
+        assert e.params["output"] == entry and "output" not in plain.params
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_an_ambiguous_output_is_a_clear_error_listing_its_entries(name, batch):
+    with pytest.raises(ModelOutputError, match=r"several \(batch, num_classes\) tensors.*'a' \(\d×4\), 'b'"):
+        build(name, AmbiguousModel(name).eval()).explain(batch, target=0)
 
 
 class NaNModel(Wrapped):

@@ -144,9 +144,11 @@ def test_output_target_picks_the_scores_of_a_dict_or_tuple():
     plain = ss.GradCAM(model.net).explain(x, target=2)
     torch.testing.assert_close(picked.attributions, plain.attributions)
     predicted = ss.Gradient(model).explain(x, target=ss.OutputTarget("logits"))
-    assert predicted.target.batch_size == 2
-    with pytest.raises(ModelOutputError, match=r"returned a dict.*OutputTarget\('logits'\)"):
-        ss.Gradient(model).explain(x, target=0)
+    assert predicted.target.batch_size == 2 and predicted.params["output"] == "logits"
+    # A plain class target reads the 'logits' entry by itself, and says so.
+    plain_target = ss.GradCAM(model).explain(x, target=2)
+    torch.testing.assert_close(plain_target.attributions, plain.attributions)
+    assert plain_target.params["output"] == "logits" and "output" not in plain.params
     with pytest.raises(ModelOutputError, match=r"no entry 'scores'.*'logits', 'features'"):
         ss.Gradient(model).explain(x, target=ss.OutputTarget("scores", ss.ClassTarget(0)))
 

@@ -36,7 +36,7 @@ from torch import nn
 
 from .. import registry
 from ..core.errors import ImageError, MethodError, SaliscopeError, TargetError
-from ..core.targets import ClassTarget, label_index
+from ..core.targets import ClassTarget, label_index, logits_of
 from ..core.views import DEFAULT_ALPHA, Evidence
 from ..methods.base import Explainer
 from ..viz import display_hint, overlay, panel, save_json, save_npy, save_png
@@ -219,7 +219,7 @@ def num_classes(model: nn.Module, device: str) -> int:
         return len(labels)
     size = int(getattr(getattr(model, "preprocess", None), "size", 224))
     with torch.no_grad():
-        return int(model(torch.zeros(1, 3, size, size, device=device)).shape[1])
+        return int(logits_of(model(torch.zeros(1, 3, size, size, device=device))).shape[1])
 
 
 def resolve_target(text: str, labels: Sequence[str] | None, classes: int) -> int | None:
@@ -277,7 +277,7 @@ def explain_image(
     box = tuple(float(v) for v in preprocess.crop_box(*image.size))
     x = preprocess(image).to(settings.device)
     with torch.no_grad():
-        probs = torch.softmax(model(x).float(), dim=1)[0].cpu()
+        probs = torch.softmax(logits_of(model(x)).float(), dim=1)[0].cpu()
     top = probs.topk(min(TOP, probs.numel()))
     top5 = [
         {"index": int(i), "label": label_of(labels, int(i)), "probability": float(p)}
