@@ -62,7 +62,10 @@ def test_audit_prints_verdicts_writes_the_report_and_lists_bad_files(
     ("args", "message"),
     [
         (["--method", "gradcamm"], "error: unknown method 'gradcamm' — did you mean gradcam"),
-        (["--method", "attention-rollout"], "needs a Vision Transformer"),
+        (
+            ["--method", "attention-rollout"],
+            "attention-rollout does not apply to this model: PatchReader has no attention",
+        ),
         (["--region", "0,0,40,16"], "is not a box inside the 32×32 model input"),
         (["--region", "a,b"], "is not four numbers"),
         (["--target", "label"], "the class folder 'a' is not one of the model's labels"),

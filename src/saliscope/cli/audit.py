@@ -213,7 +213,7 @@ def audit(
     """
     from .. import registry
     from ..audit import AuditSettings, Thresholds, run_audit, scan_image_folder
-    from ..methods.transformer import has_attention
+    from ..methods.attention import refusal
     from . import pipeline
 
     spec = registry.get(method)  # an unknown method fails before the model loads
@@ -224,11 +224,9 @@ def audit(
     preprocess = model.preprocess
     if no_crop:
         preprocess = dataclasses.replace(preprocess, resize=preprocess.size)
-    if spec.needs_attention and not has_attention(model):
-        raise MethodError(
-            f"{spec.name} needs a Vision Transformer, and this model has no attention layers",
-            "use a CAM such as --method gradcam",
-        )
+    reason = refusal(model) if spec.needs_attention else None
+    if reason is not None:
+        raise MethodError(f"{spec.name} does not apply to this model: {reason}", "use a CAM such as --method gradcam")
     options = registry.MethodOptions(seed=seed, chunk_size=chunk_size, layer=layer)
     explainer = registry.create(spec.name, model, options)
     pipeline.check_layer(model, {spec.name: explainer}, device)

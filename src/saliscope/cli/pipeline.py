@@ -426,18 +426,20 @@ class Outcome:
 
 
 def applicable(model: nn.Module, settings: Settings, err_line: Callable[[str], None]) -> list[str]:
-    """The requested methods that apply to ``model``; attention methods need a transformer."""
-    from ..methods.transformer import has_attention
+    """The requested methods that apply to ``model``; attention methods need a transformer whose attention is
+    one global matrix over the image tokens."""
+    from ..methods.attention import refusal
 
     names = []
     for name in settings.methods:
-        if registry.get(name).needs_attention and not has_attention(model):
+        reason = refusal(model) if registry.get(name).needs_attention else None
+        if reason is not None:
             if settings.all_methods:
-                err_line(f"note: skipping {name}: the model has no attention layers (it is not a Vision Transformer)")
+                err_line(f"note: skipping {name}: {reason}")
                 continue
             raise MethodError(
-                f"{name} needs a Vision Transformer, and this model has no attention layers",
-                "use a CAM such as --method gradcam for a CNN, or --model timm:vit_base_patch16_224",
+                f"{name} does not apply to this model: {reason}",
+                "use a CAM such as --method gradcam, or a Vision Transformer such as --model timm:vit_base_patch16_224",
             )
         names.append(name)
     return names

@@ -40,7 +40,16 @@ from ..core.targets import class_scores
 Layout = Literal["nchw", "nhwc", "tokens"]
 _MAX_PREFIX_TOKENS = 16  # class + distillation + up to 14 register tokens
 _NORMS = (nn.LayerNorm, nn.GroupNorm)
-_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d)
+_POOLS = (
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.AvgPool2d,
+    nn.MaxPool2d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveMaxPool1d,
+    nn.AvgPool1d,
+    nn.MaxPool1d,
+)
 # Activations whose spread across positions is below this share of their size carry no spatial information
 # (a broadcast of pooled features).
 _CONSTANT = 1e-6
@@ -244,7 +253,7 @@ def _grid_of(
         if _is_grid(a, b, height, width) and c > 1:
             return LayerGrid(name, "nhwc", (a, b))
         return None
-    if len(shape) == 3:
+    if len(shape) == 3 and shape[2] > 1:  # (N, T, 1) is a pooled vector seen sideways, not one-channel tokens
         found = token_grid(shape[1], height, width, patch)
         if found is not None:
             (h, w), prefix = found
