@@ -8,7 +8,6 @@ interrupted (Ctrl-C) — the results so far are kept, and ``--resume`` continues
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -129,9 +128,6 @@ class _Bar:
     metavar="N",
     help="Audit at most N images, taken in turn from each class.",
 )
-@click.option(
-    "--no-crop", is_flag=True, help="Resize to the model's input size instead of resizing larger and centre-cropping."
-)
 @click.option("--layer", default=None, metavar="NAME", help="Layer a CAM reads (default: the last spatial layer).")
 @click.option(
     "--border",
@@ -193,7 +189,6 @@ def audit(
     batch_size: int,
     resume: bool,
     limit: int | None,
-    no_crop: bool,
     layer: str | None,
     border: float,
     corner: float,
@@ -221,9 +216,7 @@ def audit(
     device = checked_device(device)
     scan_image_folder(data_dir)  # a wrong folder fails before the model loads
     model = load_cli_model(model_spec, arch, device)
-    preprocess = model.preprocess
-    if no_crop:
-        preprocess = dataclasses.replace(preprocess, resize=preprocess.size)
+    preprocess = model.preprocess  # with --input-size / --resize / --no-crop / --mean / --std applied
     reason = refusal(model) if spec.needs_attention else None
     if reason is not None:
         raise MethodError(f"{spec.name} does not apply to this model: {reason}", "use a CAM such as --method gradcam")

@@ -60,7 +60,7 @@ def class_scores(output: object, batch_size: int | None = None) -> tuple[Tensor,
         if isinstance(v, Tensor) and v.ndim == 2 and (batch_size is None or v.shape[0] == batch_size)
     ]
     if len(found) == 1:
-        return found[0][1], found[0][0]  # type: ignore[return-value]
+        return found[0][1], found[0][0]
     raise _ambiguous(output, entries, found)
 
 
@@ -87,7 +87,9 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-def _ambiguous(output: object, entries: list[tuple[Key, object]], found: list[tuple[Key, object]]) -> ModelOutputError:
+def _ambiguous(
+    output: object, entries: Sequence[tuple[Key, object]], found: Sequence[tuple[Key, object]]
+) -> ModelOutputError:
     kind = type(output).__name__
     listed = ", ".join(f"{k!r} ({_describe(v)})" for k, v in entries[:8])
     more = f" and {len(entries) - 8} more" if len(entries) > 8 else ""

@@ -196,11 +196,12 @@ def _read_timm(stack: ExitStack, net: nn.Module, found: list[Collected]) -> None
             found.append(Collected(output, tuple(output.shape)))
 
     for block in (m for m in net.modules() if _timm_attention(m)):
-        if isinstance(getattr(block, "fused_attn", None), bool):
-            was = block.fused_attn
-            block.fused_attn = False
+        was = getattr(block, "fused_attn", None)
+        if isinstance(was, bool):
+            setattr(block, "fused_attn", False)  # noqa: B010 (a plain attribute, not a submodule)
             stack.callback(setattr, block, "fused_attn", was)
-        stack.callback(block.attn_drop.register_forward_hook(keep).remove)
+        drop: nn.Module = getattr(block, "attn_drop")  # noqa: B009
+        stack.callback(drop.register_forward_hook(keep).remove)
 
 
 def _read_torch(stack: ExitStack, net: nn.Module, found: list[Collected]) -> None:
@@ -223,7 +224,7 @@ def _read_hf(stack: ExitStack, model: nn.Module, found: list[Collected]) -> None
     """``output_attentions=True`` and eager attention for the call: the softmax matrices come back in the
     model's output, still in the autograd graph."""
     _keep_hooks_as_found(stack, model)
-    config = model.config
+    config: Any = model.config
     previous = getattr(config, "_attn_implementation", None)
     if previous not in (None, "eager"):
         _set_attention(model, "eager")
@@ -279,7 +280,8 @@ def _set_attention(model: nn.Module, implementation: str) -> None:
     if callable(setter):
         setter(implementation)
     else:  # transformers before set_attn_implementation: the attribute the attention layers read
-        model.config._attn_implementation = implementation
+        config: Any = model.config
+        config._attn_implementation = implementation
 
 
 def global_layers(found: list[Collected], batch: int) -> list[Collected]:

@@ -10,6 +10,7 @@ class token's and the patch mean's together (DINOv2's classifier).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -69,7 +70,7 @@ class _Rollout(Explainer):
         return Attribution(upsample(grid_maps, size), scores=torch.cat(scores), extras={"layer_map": grid_maps})
 
     def combine(
-        self, attentions: list[Tensor], grads: tuple[Tensor, ...] | None, kinds: list[str] | None = None
+        self, attentions: list[Tensor], grads: tuple[Tensor, ...] | None, kinds: Sequence[str] | None = None
     ) -> Tensor:
         """Chain the layers: ``(N, T, T0)``, how much each final token draws from each token of the first layer."""
         kinds = kinds or ["self"] * len(attentions)
