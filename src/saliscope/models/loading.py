@@ -206,9 +206,8 @@ def _load_file(
     if isinstance(content, dict) and is_saved_model(content):
         model, own_preprocess, own_labels = from_saved(content, source=str(path))
         saved_arch = str(content["arch"])
-        named = (
-            None if saved_arch == "hf" or (":" in saved_arch and saved_arch.startswith("saliscope.")) else saved_arch
-        )
+        # Saved Hugging Face models and saliscope's own architectures are rebuilt from their record, not a name.
+        named = None if saved_arch == "hf" or saved_arch.startswith("saliscope.") else saved_arch
         if arch is not None:
             build, preprocess_of, _label = _architecture(arch)
             return model, preprocess_of(build(None)), own_labels, named
