@@ -118,7 +118,7 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
     # The safe reader refused something that is not plain data (a pickled nn.Module, a training checkpoint's
     # Python objects). Unpickling it runs code from the file: only with the caller's consent.
     if not trust_pickle:
-        raise _pickled(path)
+        raise _pickled(path, refused)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (AttributeError, ImportError) as exc:
@@ -130,14 +130,15 @@ def _torch_load(path: Path, trust_pickle: bool) -> Any:
         raise _damaged(path, exc if str(exc) else refused) from exc
 
 
-def _pickled(path: Path) -> ModelLoadError:
+def _pickled(path: Path, refused: Exception) -> ModelLoadError:
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
-    except Exception:  # older torch, or an archive it cannot list
+    except Exception:  # not a torch.save archive at all (random bytes), or an older torch
         names = []
-    held = f" ({short_list(sorted(names), 3)})" if names else ""
+    if not names:  # nothing pickled to name: the file is simply not a model file
+        return _damaged(path, refused)
     return ModelLoadError(
-        f"{path} holds pickled Python objects{held}; saliscope does not unpickle them unless told to, because"
+        f"{path} holds pickled Python objects ({short_list(sorted(names), 3)}); saliscope does not unpickle them unless told to, because"
         " unpickling runs code stored in the file",
         "save the weights as a state dict and pass arch= (torch.save(model.state_dict(), path)), save a TorchScript"
         " file (torch.jit.save), or saliscope's own format (saliscope.save_model(model, path)); for a file you"
