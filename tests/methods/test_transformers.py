@@ -223,7 +223,7 @@ def hf_attentions(model, x, cls=None):
     eager = copy.deepcopy(model)
     eager.set_attn_implementation("eager")
     out = eager(x, output_attentions=True)
-    attentions = [a for a in out.attentions]
+    attentions = list(out.attentions)
     grads = None if cls is None else torch.autograd.grad(out.logits[:, cls].sum(), attentions)
     return [a.detach() for a in attentions], grads
 

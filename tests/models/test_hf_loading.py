@@ -104,7 +104,7 @@ def test_path_like_names_that_are_not_folders(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="does not exist"):
         ss.load_model("hf:./no/such/folder")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelLoadError, match="has no config.json"):
+    with pytest.raises(ModelLoadError, match=r"has no config\.json"):
         ss.load_model(f"hf:{tmp_path / 'empty'}")
 
 

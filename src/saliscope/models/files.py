@@ -137,9 +137,10 @@ def _pickled(path: Path, refused: Exception) -> ModelLoadError:
         names = []
     if not names:  # nothing pickled to name: the file is simply not a model file
         return _damaged(path, refused)
+    held = short_list(sorted(names), 3)
     return ModelLoadError(
-        f"{path} holds pickled Python objects ({short_list(sorted(names), 3)}); saliscope does not unpickle them unless told to, because"
-        " unpickling runs code stored in the file",
+        f"{path} holds pickled Python objects ({held}); saliscope does not unpickle them unless told to,"
+        " because unpickling runs code stored in the file",
         "save the weights as a state dict and pass arch= (torch.save(model.state_dict(), path)), save a TorchScript"
         " file (torch.jit.save), or saliscope's own format (saliscope.save_model(model, path)); for a file you"
         " trust, pass trust_pickle=True",
