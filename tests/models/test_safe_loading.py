@@ -115,7 +115,7 @@ def test_what_save_model_cannot_store_says_what_to_do_instead(tmp_path: Path) ->
     assert "torch.jit.save" in info.value.fix
     with pytest.raises(ModelLoadError, match="unknown architecture 'resnet18'"):
         ss.save_model(TinyCNN(2), tmp_path / "t.pt", arch="resnet18")
-    with pytest.raises(ModelLoadError, match="needs an nn.Module"):
+    with pytest.raises(ModelLoadError, match=r"needs an nn\.Module"):
         ss.save_model("model", tmp_path / "t.pt")  # type: ignore[arg-type]
 
 
