@@ -161,3 +161,23 @@ def test_per_image_targets_and_several_classes():
         torch.testing.assert_close(
             e.attributions[i : i + 1], ss.GradCAM(model).explain(x[i : i + 1], target=c).attributions
         )
+
+
+def test_metrics_and_check_read_the_logits_of_a_dict_output_like_a_tensor():
+    """Every metric scores the class through the target, so a ModelOutput-like dict measures exactly as the bare
+    model does; check() judges it the same."""
+    model = DictModel().eval()
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    plain = ss.Gradient(model.net).explain(x, target=1)
+    wrapped = ss.Gradient(model).explain(x, target=1)
+    for metric in (ss.metrics.deletion, ss.metrics.insertion, ss.metrics.pixel_flipping):
+        a, b = metric(model, x, wrapped, 1, steps=4), metric(model.net, x, plain, 1, steps=4)
+        torch.testing.assert_close(torch.tensor(a.as_dict()["scores"]), torch.tensor(b.as_dict()["scores"]))
+        torch.testing.assert_close(a.value, b.value)
+    a = ss.metrics.random_logit(ss.Gradient(model), x, 1)
+    b = ss.metrics.random_logit(ss.Gradient(model.net), x, 1)
+    torch.testing.assert_close(a.value, b.value)
+    checks = ("map", "deletion", "sanity")
+    checked = ss.check(wrapped, model, x, explainer=ss.Gradient(model), checks=checks)
+    reference = ss.check(plain, model.net, x, explainer=ss.Gradient(model.net), checks=checks)
+    assert checked.lines() == reference.lines() and checked.passed == reference.passed

@@ -155,3 +155,20 @@ def test_random_weights_from_the_configuration_only(vit_folder: Path) -> None:
     model = ss.load_model(f"hf:{vit_folder}", pretrained=False)
     assert model.labels == hf_models.LABELS
     assert not torch.equal(model.classifier.weight, hf_models.vit().classifier.weight)
+
+
+def test_a_hub_name_in_the_cache_loads_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Hugging Face cache's layout (models--ORG--NAME/snapshots/<commit>, refs/main), as `hf download` leaves it."""
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    repo = cache / "models--acme--tiny-vit"
+    hf_models.save_vit(repo / "snapshots" / "0123abc")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abc")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = ss.load_model("hf:acme/tiny-vit")
+    assert model.labels == hf_models.LABELS and model.name == "hf:acme/tiny-vit"
+    assert torch.equal(model.classifier.weight, hf_models.vit().classifier.weight)

@@ -88,7 +88,9 @@ class _Bar:
 @click.command()
 @click.argument("data_dir", type=click.Path(path_type=Path), metavar="DATA_DIR")
 @model_options(
-    required=True, help_text="The model trained on the data: a model file, 'default', torchvision:NAME or timm:NAME."
+    required=True,
+    help_text="The model trained on the data: a model file (saliscope.save_model, TorchScript, or a state dict with"
+    " --arch), 'default', torchvision:NAME, timm:NAME or hf:ORG/NAME / hf:FOLDER.",
 )
 @click.option(
     "--method",

@@ -46,8 +46,9 @@ def _transformers() -> Any:
         raise ModelLoadError("hf: models need the transformers package, which is not installed", INSTALL) from exc
 
 
-def source(name: str) -> tuple[str, str]:
-    """``(where to load from, how to name it in messages)``: a local folder, or a hub name found in the cache."""
+def source(name: str) -> tuple[dict[str, Any], str]:
+    """``(from_pretrained arguments, how to name it in messages)``: a local folder, or a hub name (``ORG/NAME`` or
+    ``ORG/NAME@REVISION``) found in the cache."""
     text = name.strip()
     folder = _folder(text)
     if folder is not None:
@@ -56,7 +57,7 @@ def source(name: str) -> tuple[str, str]:
                 f"{folder} is not a Hugging Face model folder (it has no config.json)",
                 "pass a folder written by model.save_pretrained(), or a hub name, e.g. hf:google/vit-base-patch16-224",
             )
-        return str(folder), str(folder)
+        return {"pretrained_model_name_or_path": str(folder), "local_files_only": True}, str(folder)
     repo, _, revision = text.partition("@")
     if not _cached(repo, revision or None):
         raise ModelLoadError(
@@ -66,7 +67,8 @@ def source(name: str) -> tuple[str, str]:
             " folder written by save_pretrained(): load_model('hf:PATH')",
             f"fetch it once with `hf download {repo}`, or pass a folder written by save_pretrained(): --model hf:PATH",
         )
-    return text, f"hf:{text}"
+    found = {"pretrained_model_name_or_path": repo, "revision": revision or None, "local_files_only": True}
+    return found, f"hf:{text}"
 
 
 def _folder(text: str) -> Path | None:
@@ -100,10 +102,10 @@ def _cached(repo: str, revision: str | None) -> bool:
     return isinstance(found, str) and os.path.isfile(found)
 
 
-def _config(where: str, label: str) -> Any:
+def _config(where: dict[str, Any], label: str) -> Any:
     transformers = _transformers()
     try:
-        config = transformers.AutoConfig.from_pretrained(where, local_files_only=True)
+        config = transformers.AutoConfig.from_pretrained(**where)
     except Exception as exc:  # an unknown model type, a damaged config.json
         raise ModelLoadError(
             f"cannot read the configuration of {label} ({describe(exc)})",
@@ -196,12 +198,12 @@ def _triple(values: Any, default: tuple[float, float, float]) -> tuple[float, fl
     return tuple(float(v) for v in values)  # type: ignore[return-value]
 
 
-def _preprocess(where: str, label: str, config: Any) -> Preprocess:
+def _preprocess(where: dict[str, Any], label: str, config: Any) -> Preprocess:
     transformers = _transformers()
     image_size = getattr(config, "image_size", None)
     image_size = int(image_size[0] if isinstance(image_size, (list, tuple)) else image_size or 224)
     try:
-        processor = transformers.AutoImageProcessor.from_pretrained(where, local_files_only=True)
+        processor = transformers.AutoImageProcessor.from_pretrained(**where)
     except Exception:  # no preprocessor_config.json: the model's own input size, ImageNet statistics
         warnings.warn(
             f"{label} has no image processor (preprocessor_config.json): using {image_size} px with ImageNet's"
@@ -242,7 +244,7 @@ def _build(transformers: Any, name: str, *, pretrained: bool) -> tuple[nn.Module
         model = auto.from_config(config)
     else:
         try:
-            model, info = auto.from_pretrained(where, local_files_only=True, output_loading_info=True)
+            model, info = auto.from_pretrained(**where, output_loading_info=True)
         except Exception as exc:  # no weights file, a truncated download, a version mismatch
             raise ModelLoadError(
                 f"cannot load the weights of {label} ({describe(exc)})",
