@@ -90,6 +90,20 @@ def test_model_left_as_found_when_the_target_raises_half_way(name, batch):
     assert_same(before, snapshot(model))
 
 
+@pytest.mark.parametrize("name", METHODS)
+def test_a_failed_call_leaves_no_torch_mode_or_saved_tensor_hook_behind(name, batch):
+    """The first chunk is measured under a torch mode or saved-tensor hooks held open across a generator's yield;
+    an error in it must not leave them on torch's stacks while the error (and its traceback) is kept."""
+    kept = None
+    try:
+        build(name, awkward_model(name)).explain(batch, target=ExplodingTarget(calls=0))  # fails in the first chunk
+    except RuntimeError as exc:
+        kept = exc  # as a notebook keeps the last error
+    assert kept is not None and kept.__traceback__ is not None
+    assert torch._C._len_torch_function_stack() == 0
+    assert torch._C._autograd._top_saved_tensors_default_hooks(True) is None
+
+
 class FailingModel(Wrapped):
     def __init__(self, name, after):
         super().__init__(name)

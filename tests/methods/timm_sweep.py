@@ -120,8 +120,8 @@ def build(name: str) -> nn.Module:
 
     timm zero-initialises some classifier heads (MLP-Mixer), last-BatchNorm gains of residual blocks (ResNet's
     ``zero_init_last``) and starts layer scales at 1e-5 or 1e-6: left so, whole branches contribute nothing and
-    a random model's maps say nothing about the architecture. Those are drawn again; BatchNorm statistics are
-    then measured on a few random images, as a trained model's are on its data.
+    a random model's maps say nothing about the architecture. Those are drawn again: weights and biases from
+    N(0, 0.02²), gains and layer scales from U(0.5, 1).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -135,7 +136,15 @@ class Explainer(ABC):
             bound = [self._bind(net, xin, t, meter, clean) for t in target_objs]
             # Scored through recorders, so that each explanation can say which output entry it read.
             recorders = [EntryRecorder(b) for b, _ in bound]
-            results = self._attribute_many(net, xin, list(recorders), meter)
+            try:
+                results = self._attribute_many(net, xin, list(recorders), meter)
+            except BaseException as exc:
+                # A chunk planner measures its first chunk under a torch mode or saved-tensor hooks held open
+                # across a generator's yield. The traceback keeps that generator alive, so torch's stacks would
+                # keep them for as long as the error is kept (a notebook keeps the last one), slowing and
+                # breaking every later call. Freeing the finished frames closes the generator now, in order.
+                traceback.clear_frames(exc.__traceback__)
+                raise
         assert meter.cost is not None
         shared = {"targets_in_call": len(targets)} if len(targets) > 1 else {}
         return [

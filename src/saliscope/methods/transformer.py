@@ -19,7 +19,17 @@ from torch import Tensor, nn
 from ..core.cost import CostMeter
 from ..core.errors import InputError, MethodError
 from ..core.targets import BoundTarget
-from .attention import Collected, attention_maps, fuse_heads, global_layers, grow, has_attention, readout
+from .attention import (
+    Collected,
+    attention_maps,
+    fuse_heads,
+    global_layers,
+    grow,
+    has_attention,
+    readout,
+    refusal,
+    refuse,
+)
 from .base import Attribution, Explainer, Precision
 from .cam.base import upsample
 from .layers import _patch_size, token_grid
@@ -38,6 +48,9 @@ class _Rollout(Explainer):
         return ("rollout", self.uses_gradients, tuple(x.shape[1:]), x.dtype, x.device.type)
 
     def _attribute(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> Attribution:
+        reason = refusal(net)  # known architectures are refused before any pass runs
+        if reason is not None:
+            raise refuse(reason)
         maps, scores = [], []
         spans = self.chunker.spans(
             int(x.shape[0]),
