@@ -90,6 +90,20 @@ def test_model_left_as_found_when_the_target_raises_half_way(name, batch):
     assert_same(before, snapshot(model))
 
 
+@pytest.mark.parametrize("name", METHODS)
+def test_a_failed_call_leaves_no_torch_mode_or_saved_tensor_hook_behind(name, batch):
+    """The first chunk is measured under a torch mode or saved-tensor hooks held open across a generator's yield;
+    an error in it must not leave them on torch's stacks while the error (and its traceback) is kept."""
+    kept = None
+    try:
+        build(name, awkward_model(name)).explain(batch, target=ExplodingTarget(calls=0))  # fails in the first chunk
+    except RuntimeError as exc:
+        kept = exc  # as a notebook keeps the last error
+    assert kept is not None and kept.__traceback__ is not None
+    assert torch._C._len_torch_function_stack() == 0
+    assert torch._C._autograd._top_saved_tensors_default_hooks(True) is None
+
+
 class FailingModel(Wrapped):
     def __init__(self, name, after):
         super().__init__(name)
@@ -173,14 +187,39 @@ def test_class_out_of_range_is_a_clear_error(name, batch):
 
 
 class DictModel(Wrapped):
+    """Hugging Face's shape of output: a mapping with 'logits' beside other tensors."""
+
     def forward(self, x):
-        return {"logits": self.net(x)}
+        scores = self.net(x)
+        return {"logits": scores, "pooled": scores.detach() * 0 + 1}
+
+
+class TupleModel(Wrapped):
+    """A tuple with exactly one (batch, classes) tensor and a 4-D feature map."""
+
+    def forward(self, x):
+        return (x.mean(1, keepdim=True), self.net(x))
+
+
+class AmbiguousModel(Wrapped):
+    def forward(self, x):
+        scores = self.net(x)
+        return {"a": scores, "b": -scores}
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_non_tensor_output_is_a_clear_error(name, batch):
-    with pytest.raises(ModelOutputError, match="returned a dict"):
-        build(name, DictModel(name).eval()).explain(batch, target=0)
+def test_scores_are_read_from_a_mapping_or_tuple_and_the_entry_is_recorded(name, batch):
+    plain = build(name, tiny(name).eval()).explain(batch, target=1)
+    for wrapper, entry in ((DictModel, "logits"), (TupleModel, 1)):
+        e = build(name, wrapper(name).eval()).explain(batch, target=1)
+        torch.testing.assert_close(e.attributions, plain.attributions)
+        assert e.params["output"] == entry and "output" not in plain.params
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_an_ambiguous_output_is_a_clear_error_listing_its_entries(name, batch):
+    with pytest.raises(ModelOutputError, match=r"several \(batch, num_classes\) tensors.*'a' \(\d×4\), 'b'"):
+        build(name, AmbiguousModel(name).eval()).explain(batch, target=0)
 
 
 class NaNModel(Wrapped):

@@ -46,7 +46,7 @@ from .wrappers import SmoothGrad
 
 if TYPE_CHECKING:
     from .io import load_image, sample_images
-    from .models import load_model
+    from .models import load_model, save_model
 
 __version__ = "0.1.0"
 
@@ -54,6 +54,7 @@ __version__ = "0.1.0"
 # `import saliscope` stays light for users who bring their own model and tensors.
 _LAZY = {
     "load_model": ("saliscope.models", "load_model"),
+    "save_model": ("saliscope.models", "save_model"),
     "load_image": ("saliscope.io", "load_image"),
     "sample_images": ("saliscope.io", "sample_images"),
 }
@@ -110,5 +111,6 @@ __all__ = [
     "load_model",
     "metrics",
     "sample_images",
+    "save_model",
     "top_k_targets",
 ]

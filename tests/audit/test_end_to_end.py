@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from click.testing import CliRunner
 
+import saliscope as ss
 from saliscope.cli.main import cli
 from saliscope.datasets import Artefact, make_shortcut_dataset
 from saliscope.train import evaluate_accuracy, train_tiny_cnn
@@ -45,7 +45,7 @@ def audited(root: Path, artefact: Artefact | None) -> dict[str, Any]:
     )
     model = train_tiny_cnn(data.train, epochs=16, width=8, seed=0)
     path = root / "model.pt"
-    torch.save(model, path)  # a whole module: its own preprocessing (32×32, no crop) and labels travel with it
+    ss.save_model(model, path)  # saliscope's safe format: its preprocessing (32×32, no crop) and labels travel along
     result = CliRunner().invoke(cli, ["audit", str(data.test), "--model", str(path), "--out", str(root / "out")])
     assert result.exit_code == 0, result.output
     summary = json.loads((root / "out" / "summary.json").read_text())

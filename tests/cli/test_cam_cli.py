@@ -72,4 +72,5 @@ def test_attention_methods_on_a_cnn(runner, chelsea_png, tmp_path):
     result = runner.invoke(
         cli, ["explain", str(chelsea_png), "-o", str(tmp_path / "o"), "--method", "attention-rollout"]
     )
-    assert result.exit_code == 2 and "needs a Vision Transformer" in result.stderr
+    assert result.exit_code == 2
+    assert "attention-rollout does not apply to this model: EfficientNet has no attention layers" in result.stderr

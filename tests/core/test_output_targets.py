@@ -144,9 +144,11 @@ def test_output_target_picks_the_scores_of_a_dict_or_tuple():
     plain = ss.GradCAM(model.net).explain(x, target=2)
     torch.testing.assert_close(picked.attributions, plain.attributions)
     predicted = ss.Gradient(model).explain(x, target=ss.OutputTarget("logits"))
-    assert predicted.target.batch_size == 2
-    with pytest.raises(ModelOutputError, match=r"returned a dict.*OutputTarget\('logits'\)"):
-        ss.Gradient(model).explain(x, target=0)
+    assert predicted.target.batch_size == 2 and predicted.params["output"] == "logits"
+    # A plain class target reads the 'logits' entry by itself, and says so.
+    plain_target = ss.GradCAM(model).explain(x, target=2)
+    torch.testing.assert_close(plain_target.attributions, plain.attributions)
+    assert plain_target.params["output"] == "logits" and "output" not in plain.params
     with pytest.raises(ModelOutputError, match=r"no entry 'scores'.*'logits', 'features'"):
         ss.Gradient(model).explain(x, target=ss.OutputTarget("scores", ss.ClassTarget(0)))
 
@@ -159,3 +161,23 @@ def test_per_image_targets_and_several_classes():
         torch.testing.assert_close(
             e.attributions[i : i + 1], ss.GradCAM(model).explain(x[i : i + 1], target=c).attributions
         )
+
+
+def test_metrics_and_check_read_the_logits_of_a_dict_output_like_a_tensor():
+    """Every metric scores the class through the target, so a ModelOutput-like dict measures exactly as the bare
+    model does; check() judges it the same."""
+    model = DictModel().eval()
+    x = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    plain = ss.Gradient(model.net).explain(x, target=1)
+    wrapped = ss.Gradient(model).explain(x, target=1)
+    for metric in (ss.metrics.deletion, ss.metrics.insertion, ss.metrics.pixel_flipping):
+        a, b = metric(model, x, wrapped, 1, steps=4), metric(model.net, x, plain, 1, steps=4)
+        torch.testing.assert_close(torch.tensor(a.as_dict()["scores"]), torch.tensor(b.as_dict()["scores"]))
+        torch.testing.assert_close(a.value, b.value)
+    a = ss.metrics.random_logit(ss.Gradient(model), x, 1)
+    b = ss.metrics.random_logit(ss.Gradient(model.net), x, 1)
+    torch.testing.assert_close(a.value, b.value)
+    checks = ("map", "deletion", "sanity")
+    checked = ss.check(wrapped, model, x, explainer=ss.Gradient(model), checks=checks)
+    reference = ss.check(plain, model.net, x, explainer=ss.Gradient(model.net), checks=checks)
+    assert checked.lines() == reference.lines() and checked.passed == reference.passed

@@ -58,8 +58,8 @@ def test_errors_name_the_problem_and_the_fix():
         ClassTarget(9).bind(None, 2)(LOGITS)
     with pytest.raises(TargetError, match="3 class indices given for a batch of 2"):
         ClassTarget((1, 2, 3)).bind(None, 2)
-    with pytest.raises(ModelOutputError, match="returned a tuple"):
-        ClassTarget(1).bind(None, 2)((LOGITS,))
+    with pytest.raises(ModelOutputError, match=r"returned a tuple with several \(batch, num_classes\) tensors"):
+        ClassTarget(1).bind(None, 2)((LOGITS, LOGITS))
     with pytest.raises(ModelOutputError, match=r"shape \(2, 4, 1\)"):
         ClassTarget(1).bind(None, 2)(LOGITS.unsqueeze(-1))
     with pytest.raises(NonFiniteError):

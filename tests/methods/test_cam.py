@@ -220,8 +220,8 @@ def test_several_classes_share_one_forward_pass():
     for e, c in zip(many, [0, 1, 3], strict=True):
         torch.testing.assert_close(e.attributions, GradCAM(model).explain(x, target=c).attributions)
         assert e.target.classes.tolist() == [c, c] and e.params["targets_in_call"] == 3
-    # the layer probe (1 sample), 1 forward of the batch, 3 backwards
-    assert many[0].cost.forward_passes == 1 + 2 and many[0].cost.backward_passes == 6
+    # the layer probe (1 sample, forward and backward), 1 forward of the batch, 3 backwards
+    assert many[0].cost.forward_passes == 1 + 2 and many[0].cost.backward_passes == 1 + 6
     ranked = GradCAM(model).explain_each(x, ss.top_k_targets(2))
     top = model(x).topk(2).indices
     assert [e.target.classes.tolist() for e in ranked] == [top[:, 0].tolist(), top[:, 1].tolist()]

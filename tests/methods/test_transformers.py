@@ -146,10 +146,10 @@ def test_torchvision_vit_uses_multihead_attention_weights():
 
 def test_rollout_on_a_cnn_or_a_windowed_transformer_is_a_clear_error(x224):
     cnn = torchvision.models.resnet18().eval()
-    with pytest.raises(MethodError, match="no attention modules"):
+    with pytest.raises(MethodError, match=r"does not apply: ResNet has no attention layers .* saliscope.GradCAM"):
         AttentionRollout(cnn).explain(x224, target=0)
     swin = _timm("swin_tiny_patch4_window7_224", depths=(1, 1, 1, 1))
-    with pytest.raises(MethodError, match="windowed"):
+    with pytest.raises(MethodError, match="Swin attends only within local windows"):
         AttentionRollout(swin).explain(x224, target=0)
 
 
@@ -212,3 +212,153 @@ def test_rollout_passes_are_chunked_by_the_memory_budget():
     finally:
         handle.remove()
     assert rows and max(rows) == 1
+
+
+# -- Hugging Face transformers: rollouts read the attentions the model returns ------------------------------
+def hf_attentions(model, x, cls=None):
+    """The attentions ``model(x, output_attentions=True)`` returns with eager attention (a copy, so the model
+    under test keeps its own implementation), and their gradients for class ``cls``."""
+    import copy
+
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    out = eager(x, output_attentions=True)
+    attentions = list(out.attentions)
+    grads = None if cls is None else torch.autograd.grad(out.logits[:, cls].sum(), attentions)
+    return [a.detach() for a in attentions], grads
+
+
+def hand_rollout(attentions):
+    t = attentions[0].shape[-1]
+    r = torch.eye(t).expand(attentions[0].shape[0], t, t)
+    for a in attentions:
+        a = 0.5 * a.mean(1) + 0.5 * torch.eye(t)
+        r = (a / a.sum(-1, keepdim=True)) @ r
+    return r
+
+
+def hand_gradient_rollout(attentions, grads):
+    t = attentions[0].shape[-1]
+    r = torch.eye(t).expand(attentions[0].shape[0], t, t)
+    for a, g in zip(attentions, grads, strict=True):
+        r = r + (g * a).clamp(min=0).mean(1) @ r
+    return r
+
+
+READOUTS = {  # which rows the classifier reads, and where the patch tokens start
+    "vit": (lambda r: r[:, 0, 1:]),
+    "deit_distilled": (lambda r: 0.5 * (r[:, 0, 2:] + r[:, 1, 2:])),  # DeiT averages its two heads
+    "beit": (lambda r: r[:, 1:, 1:].mean(1)),  # mean pooling of the patch tokens
+    "dinov2": (lambda r: 0.5 * (r[:, 0, 1:] + r[:, 1:, 1:].mean(1))),  # classifier on [cls, patch mean]
+}
+
+
+@pytest.mark.parametrize("kind", list(READOUTS))
+def test_hf_rollouts_equal_a_hand_written_rollout_over_the_returned_attentions(kind):
+    import hf_models
+
+    model = getattr(hf_models, kind)()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    from model_snapshot import assert_same, snapshot
+
+    before, implementation = snapshot(model), model.config._attn_implementation
+    attentions, grads = hf_attentions(model, x, cls=2)
+    read = READOUTS[kind]
+    rollout = ss_explain(AttentionRollout(model), x, 2)
+    torch.testing.assert_close(rollout.extras["layer_map"], read(hand_rollout(attentions)).reshape(2, 4, 4))
+    assert rollout.attributions.shape == (2, 1, 32, 32) and rollout.params["output"] == "logits"
+    gradient = ss_explain(GradientRollout(model), x, 2)
+    expected = read(hand_gradient_rollout(attentions, grads)).reshape(2, 4, 4)
+    torch.testing.assert_close(gradient.extras["layer_map"], expected, rtol=1e-4, atol=1e-7)
+    # Left as found: same implementation, no hooks (transformers' own recorders are taken away again).
+    assert_same(before, snapshot(model))
+    assert model.config._attn_implementation == implementation == "sdpa"
+    assert not any(hasattr(m, "_output_capturing_hooks_installed") for m in model.modules())
+    # ... and transformers still returns attentions to its user afterwards.
+    model.set_attn_implementation("eager")
+    assert len(model(x, output_attentions=True).attentions) == 2
+
+
+def ss_explain(explainer, x, cls):
+    return explainer.explain(x, target=cls)
+
+
+def test_hf_gradient_equals_the_gradient_of_the_logit_by_hand():
+    import hf_models
+
+    import saliscope as ss
+
+    for model in (hf_models.vit(), hf_models.convnext()):
+        x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+        xin = x.clone().requires_grad_(True)
+        (expected,) = torch.autograd.grad(model(xin).logits[:, 1].sum(), xin)
+        e = ss.Gradient(model).explain(x, target=1)
+        torch.testing.assert_close(e.attributions, expected)
+        assert e.params["output"] == "logits"
+
+
+def test_hf_cams_pick_a_layer_the_score_depends_on():
+    import hf_models
+
+    import saliscope as ss
+
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    layers = {
+        "vit": "vit.layers.1.layernorm_before",  # the class token reads the patches through the last attention
+        "beit": "beit.layernorm",  # mean pooling reads every patch token at the end
+        "convnext": "convnext.encoder.stages.1",  # the last map before pooling
+        "swin": "swin.layernorm",  # the last tokens before pooling (not the 1-D pooler)
+    }
+    for kind, layer in layers.items():
+        model = getattr(hf_models, kind)()
+        e = ss.GradCAM(model).explain(x)
+        assert e.params["layer"] == layer, kind
+        assert e.attributions.std() > 0
+
+
+def test_hf_models_without_global_attention_are_refused_with_the_reason():
+    import hf_models
+
+    x = torch.randn(1, 3, 32, 32)
+    with pytest.raises(MethodError, match="Swin attends only within local windows"):
+        AttentionRollout(hf_models.swin()).explain(x)
+    with pytest.raises(MethodError, match="ConvNextForImageClassification has no attention layers"):
+        GradientRollout(hf_models.convnext()).explain(x)
+
+
+def test_timm_class_attention_and_late_class_tokens_chain_over_shared_tokens(x224):
+    """CaiT: self-attention over the patches, then class-attention blocks (the class token joins late): the
+    map equals the hand-chained product, with the class token's row updated by the class attention only."""
+    model = _timm("cait_xxs24_224", depth=2).eval()
+    layers = []
+
+    def keep(_m, _i, out):
+        layers.append(out.detach())
+
+    fused = [(m, m.fused_attn) for m in model.modules() if hasattr(m, "fused_attn")]
+    for m, _ in fused:
+        m.fused_attn = False
+    handles = [m.attn_drop.register_forward_hook(keep) for m in model.modules() if hasattr(m, "attn_drop")]
+    try:
+        with torch.no_grad():
+            model(x224)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, was in fused:
+            m.fused_attn = was
+    p = layers[0].shape[-1]
+    r = torch.eye(p).expand(1, p, p)
+    for a in layers:
+        a = a.mean(1)
+        if a.shape[-2] == 1:  # class attention over [cls, patches]: only the class row changes
+            if r.shape[1] == p:
+                r = torch.cat([torch.zeros(1, 1, p), r], dim=1)
+            row = 0.5 * a + 0.5 * torch.eye(1, p + 1)
+            r = torch.cat([(row / row.sum(-1, keepdim=True)) @ r, r[:, 1:]], dim=1)
+        else:
+            a = 0.5 * a + 0.5 * torch.eye(p)
+            r = (a / a.sum(-1, keepdim=True)) @ r
+    e = AttentionRollout(model).explain(x224, target=0)
+    torch.testing.assert_close(e.extras["layer_map"], r[:, 0].reshape(1, 14, 14))
+    assert [m.fused_attn for m, _ in fused] == [was for _, was in fused]

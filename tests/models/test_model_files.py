@@ -1,4 +1,4 @@
-"""Local model files: state dicts (with arch=), whole pickled modules, TorchScript, and broken files."""
+"""Local model files: state dicts (with arch=), whole pickled modules (trusted), TorchScript, and broken files."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def test_whole_pickled_module(tmp_path: Path) -> None:
     model = timm.create_model("test_efficientnet", num_classes=3).eval()
     path = tmp_path / "whole.pt"
     torch.save(model, path)
-    loaded = load_model(path)
+    loaded = load_model(path, trust_pickle=True)
     assert type(loaded) is type(model) and not loaded.training
     assert torch.equal(probe(loaded), probe(model))
     assert loaded.labels == ("class 0", "class 1", "class 2")  # counted by running the model
@@ -114,17 +114,17 @@ def test_whole_module_keeps_its_own_preprocessing_and_labels(tmp_path: Path) -> 
     net.labels = ("normal", "pneumonia")
     path = tmp_path / "own.pt"
     torch.save(net, path)
-    loaded = load_model(path)
+    loaded = load_model(path, trust_pickle=True)
     # Not ImageNet's resize-256 / crop-224, which would cut the borders off a 32×32 image.
     assert loaded.preprocess == own and loaded.preprocess.crop_box(32, 32) == (0.0, 0.0, 32.0, 32.0)
     assert loaded.labels == ("normal", "pneumonia")
-    assert load_model(path, labels=["a", "b"]).labels == ("a", "b")  # an explicit choice still wins
-    assert load_model(path, arch=TIMM_ARCH).preprocess != own  # so does an explicit --arch
+    assert load_model(path, labels=["a", "b"], trust_pickle=True).labels == ("a", "b")  # an explicit choice wins
+    assert load_model(path, arch=TIMM_ARCH, trust_pickle=True).preprocess != own  # so does an explicit --arch
 
     net.labels = ("one", "two", "three")  # labels that do not fit the outputs are not trusted
     net.preprocess = "not a Preprocess"
     torch.save(net, path)
-    odd = load_model(path)
+    odd = load_model(path, trust_pickle=True)
     assert odd.labels == ("class 0", "class 1") and odd.preprocess.size == 224
 
 
@@ -149,12 +149,12 @@ def test_whole_module_whose_class_is_gone(tmp_path: Path) -> None:
         import gone_net  # type: ignore[import-not-found]
 
         torch.save(gone_net.GoneNet(), tmp_path / "gone.pt")
-        assert load_model(tmp_path / "gone.pt").labels == ("class 0", "class 1")
+        assert load_model(tmp_path / "gone.pt", trust_pickle=True).labels == ("class 0", "class 1")
     finally:
         sys.path.remove(str(module_dir))
         sys.modules.pop("gone_net", None)
     with pytest.raises(ModelLoadError, match="class cannot be found") as info:
-        load_model(tmp_path / "gone.pt")
+        load_model(tmp_path / "gone.pt", trust_pickle=True)
     assert "state_dict" in info.value.fix
 
 

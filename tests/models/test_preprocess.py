@@ -124,3 +124,33 @@ def test_is_frozen_and_not_a_module() -> None:
     with pytest.raises(AttributeError):
         pre.size = 3  # type: ignore[misc]
     assert not isinstance(pre, torch.nn.Module)
+
+
+def test_stretch_squeezes_the_photo_and_the_crop_box_follows():
+    """Hugging Face's ViT processors resize both sides (no aspect ratio kept): the map then covers the whole
+    photo (or, after a centre crop, the same share of each side)."""
+    whole = Preprocess(size=32, resize=32, stretch=True)
+    assert whole.resized_size(90, 60) == (32, 32) and whole.crop_box(90, 60) == (0.0, 0.0, 90.0, 60.0)
+    cropped = Preprocess(size=28, resize=32, stretch=True)
+    assert cropped.crop_box(80, 40) == pytest.approx((5.0, 2.5, 75.0, 37.5))
+    # a left/right split photo stays split in the middle of the input, not cropped away
+    photo = np.zeros((40, 80, 3), dtype=np.uint8)
+    photo[:, 40:] = 255
+    x = whole.denormalize(whole(photo))[0]
+    assert float(x[:, :, :15].max()) < 0.05 and float(x[:, :, 17:].min()) > 0.95
+
+
+def test_channel_values_are_checked_with_their_option_named():
+    from saliscope.models.preprocess import parse_channels
+
+    assert parse_channels(" 0.5, 0.25 ,1 ", "mean") == (0.5, 0.25, 1.0)
+    for text, message in (
+        ("0.5,0.5", r"--mean needs three numbers \(R,G,B\), got 2"),
+        ("0.5,,0.5", "is not a list of numbers"),
+        ("nan,1,1", "must be finite"),
+    ):
+        with pytest.raises(InputError, match=message):
+            parse_channels(text, "mean")
+    with pytest.raises(InputError, match="--std has a value of -1") as info:
+        parse_channels("1,-1,1", "std")
+    assert "--std 0.229,0.224,0.225" in str(info.value.cli_fix)

@@ -31,11 +31,11 @@ def test_tiny_cnn_is_seeded_and_leaves_the_global_generator_alone() -> None:
 
 def test_a_saved_tiny_cnn_loads_whole(tmp_path: Path) -> None:
     model = TinyCNN(2, width=4, labels=("normal", "pneumonia"), preprocess=Preprocess(size=32, resize=32)).eval()
-    path = tmp_path / "tiny.pt"
-    torch.save(model, path)
-    back = torch.load(path, weights_only=False)
-    assert back.labels == ("normal", "pneumonia") and back.preprocess == model.preprocess
+    path = saliscope.save_model(model, tmp_path / "tiny.pt")
+    back = torch.load(path, weights_only=True)  # plain data: nothing in the file runs code
+    assert back["labels"] == ["normal", "pneumonia"] and back["arch"] == "saliscope.train.tiny_cnn:TinyCNN"
     loaded = saliscope.load_model(path)
+    assert loaded.labels == ("normal", "pneumonia") and loaded.preprocess == model.preprocess
     assert isinstance(loaded, TinyCNN)
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -8,7 +8,6 @@ interrupted (Ctrl-C) — the results so far are kept, and ``--resume`` continues
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,7 +88,9 @@ class _Bar:
 @click.command()
 @click.argument("data_dir", type=click.Path(path_type=Path), metavar="DATA_DIR")
 @model_options(
-    required=True, help_text="The model trained on the data: a model file, 'default', torchvision:NAME or timm:NAME."
+    required=True,
+    help_text="The model trained on the data: a model file (saliscope.save_model, TorchScript, or a state dict with"
+    " --arch), 'default', torchvision:NAME, timm:NAME or hf:ORG/NAME / hf:FOLDER.",
 )
 @click.option(
     "--method",
@@ -128,9 +129,6 @@ class _Bar:
     default=None,
     metavar="N",
     help="Audit at most N images, taken in turn from each class.",
-)
-@click.option(
-    "--no-crop", is_flag=True, help="Resize to the model's input size instead of resizing larger and centre-cropping."
 )
 @click.option("--layer", default=None, metavar="NAME", help="Layer a CAM reads (default: the last spatial layer).")
 @click.option(
@@ -193,7 +191,6 @@ def audit(
     batch_size: int,
     resume: bool,
     limit: int | None,
-    no_crop: bool,
     layer: str | None,
     border: float,
     corner: float,
@@ -213,7 +210,7 @@ def audit(
     """
     from .. import registry
     from ..audit import AuditSettings, Thresholds, run_audit, scan_image_folder
-    from ..methods.transformer import has_attention
+    from ..methods.attention import refusal
     from . import pipeline
 
     spec = registry.get(method)  # an unknown method fails before the model loads
@@ -221,14 +218,10 @@ def audit(
     device = checked_device(device)
     scan_image_folder(data_dir)  # a wrong folder fails before the model loads
     model = load_cli_model(model_spec, arch, device)
-    preprocess = model.preprocess
-    if no_crop:
-        preprocess = dataclasses.replace(preprocess, resize=preprocess.size)
-    if spec.needs_attention and not has_attention(model):
-        raise MethodError(
-            f"{spec.name} needs a Vision Transformer, and this model has no attention layers",
-            "use a CAM such as --method gradcam",
-        )
+    preprocess = model.preprocess  # with --input-size / --resize / --no-crop / --mean / --std applied
+    reason = refusal(model) if spec.needs_attention else None
+    if reason is not None:
+        raise MethodError(f"{spec.name} does not apply to this model: {reason}", "use a CAM such as --method gradcam")
     options = registry.MethodOptions(seed=seed, chunk_size=chunk_size, layer=layer)
     explainer = registry.create(spec.name, model, options)
     pipeline.check_layer(model, {spec.name: explainer}, device)

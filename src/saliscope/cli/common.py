@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
@@ -24,6 +24,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 @dataclass
 class State:
     debug: bool = False
+    # The model options that change how a model is read and fed (see model_options); load_cli_model applies them.
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    trust_pickle: bool = False
 
 
 def state(ctx: click.Context) -> State:
@@ -48,12 +51,87 @@ def debug_option(f: F) -> F:
     )(f)
 
 
+def _keep_preprocess(key: str, parse: Callable[[Any], Any] | None = None) -> Callable[..., Any]:
+    def store(ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        if value is not None and value is not False:
+            state(ctx).preprocess[key] = parse(value) if parse is not None else value
+        return value
+
+    return store
+
+
+def _set_trust(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    if value:
+        state(ctx).trust_pickle = True
+    return value
+
+
 def model_options(required: bool = False, help_text: str | None = None) -> Callable[[F], F]:
-    """``--model`` and ``--arch``, shared by every command that loads a model."""
-    model_help = help_text or "'default' (EfficientNet-Lite0), torchvision:NAME, timm:NAME, or a weights file."
+    """``--model`` and ``--arch``, the preprocessing overrides (``--input-size``, ``--resize``, ``--no-crop``,
+    ``--mean``, ``--std``) and ``--trust-pickle``: shared by every command that loads a model.
+
+    The overrides and ``--trust-pickle`` are kept on the context's :class:`State` (they reach no command's
+    arguments) and applied by :func:`load_cli_model`, so every such command gets them the same way.
+    """
+    from ..models.preprocess import parse_channels
+
+    model_help = help_text or (
+        "'default' (EfficientNet-Lite0), torchvision:NAME, timm:NAME, hf:ORG/NAME or hf:FOLDER (Hugging Face),"
+        " or a model file (TorchScript, saliscope.save_model, or a state dict with --arch)."
+    )
 
     def decorate(f: F) -> F:
-        f = click.option("--arch", default=None, metavar="A", help="Architecture for a state-dict weights file.")(f)
+        options = [
+            click.option(
+                "--trust-pickle",
+                is_flag=True,
+                expose_value=False,
+                callback=_set_trust,
+                help="Unpickle a model file saved with torch.save(model): this runs code stored in the file, so only "
+                "for files you trust.",
+            ),
+            click.option(
+                "--std",
+                metavar="R,G,B",
+                expose_value=False,
+                callback=_keep_preprocess("std", lambda v: parse_channels(v, "std")),
+                help="Per-channel standard deviation the model's inputs are divided by (overrides the model's).",
+            ),
+            click.option(
+                "--mean",
+                metavar="R,G,B",
+                expose_value=False,
+                callback=_keep_preprocess("mean", lambda v: parse_channels(v, "mean")),
+                help="Per-channel mean subtracted from pixels in [0, 1] (overrides the model's).",
+            ),
+            click.option(
+                "--no-crop",
+                is_flag=True,
+                expose_value=False,
+                callback=_keep_preprocess("no_crop"),
+                help="Resize the shorter side to the input size instead of resizing larger and centre-cropping.",
+            ),
+            click.option(
+                "--resize",
+                type=click.IntRange(min=1),
+                metavar="N",
+                expose_value=False,
+                callback=_keep_preprocess("resize"),
+                help="Resize the shorter side to N pixels before the centre crop (overrides the model's).",
+            ),
+            click.option(
+                "--input-size",
+                type=click.IntRange(min=1),
+                metavar="N",
+                expose_value=False,
+                callback=_keep_preprocess("input_size"),
+                help="The model's input side in pixels (overrides what the loader inferred, e.g. 224 for a "
+                "TorchScript file).",
+            ),
+            click.option("--arch", default=None, metavar="A", help="Architecture for a state-dict weights file."),
+        ]
+        for option in options:
+            f = option(f)
         # click treats an explicit default (even None) as a value, so a required option gets none.
         default: dict[str, Any] = {"required": True} if required else {"default": None}
         return click.option("--model", "model_spec", metavar="M", help=model_help, **default)(f)
@@ -229,10 +307,20 @@ def checked_device(device: str) -> str:
 
 
 def load_cli_model(spec: str | None, arch: str | None, device: str) -> Any:
-    """``--model`` / ``--arch`` → a loaded model (errors carry their command-line wording)."""
+    """``--model`` / ``--arch`` → a loaded model (errors carry their command-line wording), with
+    ``--trust-pickle`` and the preprocessing overrides of :func:`model_options` applied."""
     from ..models import load_model
 
-    return load_model(spec, arch=arch, device=device)
+    ctx = click.get_current_context(silent=True)
+    found = state(ctx) if ctx is not None else State()
+    extra: dict[str, Any] = {"trust_pickle": True} if found.trust_pickle else {}
+    model = load_model(spec, arch=arch, device=device, **extra)
+    if found.preprocess:
+        wanted = dict(found.preprocess)
+        crop = not wanted.pop("no_crop", False)
+        preprocess: Any = model.preprocess
+        model.preprocess = preprocess.with_overrides(crop=crop, **wanted)
+    return model
 
 
 def run_sources(ctx: click.Context, sources: Sequence[Any], model: Any, settings: Any) -> None:

@@ -56,6 +56,7 @@ def compare(
     import torch
 
     from .. import registry
+    from ..core.targets import logits_of
     from ..trust import compare_methods
     from ..viz import panel, save_json, save_png
     from ..viz.files import atomic_write
@@ -77,7 +78,7 @@ def compare(
     box = tuple(float(v) for v in preprocess.crop_box(*photo.size))
     x = preprocess(photo).to(settings.device)
     with torch.no_grad():
-        probs = torch.softmax(model(x).float(), dim=1)[0].cpu()
+        probs = torch.softmax(logits_of(model(x)).float(), dim=1)[0].cpu()
     cls = int(probs.argmax()) if target_index is None else target_index
     label = pipeline.label_of(labels, cls)
     click.echo(f"{source.path}: explaining class {cls} '{label}' ({float(probs[cls]):.1%}) with {len(names)} methods")

@@ -63,6 +63,7 @@ def evaluate(
 
     from .. import registry
     from ..core.errors import SaliscopeError
+    from ..core.targets import logits_of
     from ..trust import check, headline, metric_names
     from ..trust import evaluate as run_metrics
     from ..viz import save_json
@@ -89,7 +90,7 @@ def evaluate(
         try:
             x = model.preprocess(source.read()).to(settings.device)
             with torch.no_grad():
-                cls = int(model(x).argmax()) if target_index is None else target_index
+                cls = int(logits_of(model(x)).argmax()) if target_index is None else target_index
             click.echo(f"{source.path}: class {cls} '{pipeline.label_of(labels, cls)}'")
             image_records, image_rows = [], []
             for name, explainer in explainers.items():

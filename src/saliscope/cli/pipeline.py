@@ -36,7 +36,7 @@ from torch import nn
 
 from .. import registry
 from ..core.errors import ImageError, MethodError, SaliscopeError, TargetError
-from ..core.targets import ClassTarget, label_index
+from ..core.targets import ClassTarget, label_index, logits_of
 from ..core.views import DEFAULT_ALPHA, Evidence
 from ..methods.base import Explainer
 from ..viz import display_hint, overlay, panel, save_json, save_npy, save_png
@@ -223,7 +223,7 @@ def num_classes(model: nn.Module, device: str) -> int:
         return len(labels)
     size = int(getattr(getattr(model, "preprocess", None), "size", 224))
     with torch.no_grad():
-        return int(model(torch.zeros(1, 3, size, size, device=device)).shape[1])
+        return int(logits_of(model(torch.zeros(1, 3, size, size, device=device))).shape[1])
 
 
 def resolve_target(text: str, labels: Sequence[str] | None, classes: int) -> int | None:
@@ -283,7 +283,7 @@ def explain_image(
     box = tuple(float(v) for v in preprocess.crop_box(*image.size))
     x = preprocess(image).to(settings.device)
     with torch.no_grad():
-        probs = torch.softmax(model(x).float(), dim=1)[0].cpu()
+        probs = torch.softmax(logits_of(model(x)).float(), dim=1)[0].cpu()
     top = probs.topk(min(TOP, probs.numel()))
     top5 = [
         {"index": int(i), "label": label_of(labels, int(i)), "probability": float(p)}
@@ -455,18 +455,20 @@ class Outcome:
 
 
 def applicable(model: nn.Module, settings: Settings, err_line: Callable[[str], None]) -> list[str]:
-    """The requested methods that apply to ``model``; attention methods need a transformer."""
-    from ..methods.transformer import has_attention
+    """The requested methods that apply to ``model``; attention methods need a transformer whose attention is
+    one global matrix over the image tokens."""
+    from ..methods.attention import refusal
 
     names = []
     for name in settings.methods:
-        if registry.get(name).needs_attention and not has_attention(model):
+        reason = refusal(model) if registry.get(name).needs_attention else None
+        if reason is not None:
             if settings.all_methods:
-                err_line(f"note: skipping {name}: the model has no attention layers (it is not a Vision Transformer)")
+                err_line(f"note: skipping {name}: {reason}")
                 continue
             raise MethodError(
-                f"{name} needs a Vision Transformer, and this model has no attention layers",
-                "use a CAM such as --method gradcam for a CNN, or --model timm:vit_base_patch16_224",
+                f"{name} does not apply to this model: {reason}",
+                "use a CAM such as --method gradcam, or a Vision Transformer such as --model timm:vit_base_patch16_224",
             )
         names.append(name)
     return names

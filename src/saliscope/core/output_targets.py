@@ -21,9 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import ModelOutputError, TargetError
-from .targets import BoundTarget, PredictedClass, Target
-
-Key = str | int
+from .targets import BoundTarget, Key, PredictedClass, Target
 
 
 def pick(output: object, key: Key) -> object:
@@ -73,6 +71,9 @@ class _BoundOutput(BoundTarget):
 
     def take(self, rows: Tensor) -> BoundTarget:
         return _BoundOutput(self.key, self.inner.take(rows))
+
+    def output_entry(self, output: object) -> Key | None:
+        return self.key
 
     def __call__(self, output: object) -> Tensor:
         return self.inner(pick(output, self.key))
@@ -133,6 +134,9 @@ class _BoundSegment(BoundTarget):
 
     def take(self, rows: Tensor) -> BoundTarget:
         return _BoundSegment(self.index, self.mask[rows.cpu()], self.key)
+
+    def output_entry(self, output: object) -> Key | None:
+        return ("out" if self.key is None else self.key) if isinstance(output, Mapping) else self.key
 
     def __call__(self, output: object) -> Tensor:
         maps = _segmentation_scores(output, self.key)

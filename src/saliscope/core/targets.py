@@ -11,7 +11,7 @@ Plain ints, label strings and sequences are accepted only at the public edge (:f
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,25 +29,84 @@ def _check_space(space: str) -> None:
         raise TargetError(f"unknown score space {space!r}", f"use one of {', '.join(_SPACES)}")
 
 
-def logits_of(output: object) -> Tensor:
-    """Check that a model output is a ``(B, K)`` tensor of class scores and return it."""
-    if not isinstance(output, Tensor):
-        kind = type(output).__name__
-        if isinstance(output, dict):
-            keys = ", ".join(repr(k) for k in output)
-            first = next(iter(output), "key")
-            fix = f"pick the scores with a target, e.g. saliscope.OutputTarget({first!r}) (keys: {keys})"
-        elif isinstance(output, (tuple, list)):
-            fix = "pick the scores with a target, e.g. saliscope.OutputTarget(0), or a BoxTarget for a detector"
-        else:
-            fix = "wrap the model so that forward() returns a (B, num_classes) tensor"
-        raise ModelOutputError(f"the model returned a {kind}, not a tensor of class scores", fix)
-    if output.ndim != 2:
+Key = str | int
+
+
+def class_scores(output: object, batch_size: int | None = None) -> tuple[Tensor, Key | None]:
+    """The ``(B, K)`` class scores in a model's output, and the entry they were read from (None: the output).
+
+    Read, in this order: a tensor output itself; the ``logits`` entry of a mapping (Hugging Face's
+    ``ModelOutput`` is one); the one 2-D tensor among the entries of a mapping, tuple or list (with
+    ``batch_size`` rows, when it is given). Anything else raises :class:`ModelOutputError` listing what the
+    output holds and how to pick the scores.
+    """
+    if isinstance(output, Tensor):
+        return _two_dimensional(output), None
+    if isinstance(output, Mapping):
+        logits = output.get("logits")
+        if isinstance(logits, Tensor):
+            return _two_dimensional(logits, "logits"), "logits"
+        entries: list[tuple[Key, object]] = list(output.items())
+    elif isinstance(output, (tuple, list)):
+        entries = list(enumerate(output))
+    else:
         raise ModelOutputError(
-            f"the model returned a tensor of shape {tuple(output.shape)}, not (batch, num_classes)",
+            f"the model returned a {type(output).__name__}, not a tensor of class scores",
+            "wrap the model so that forward() returns a (B, num_classes) tensor",
+        )
+    found = [
+        (k, v)
+        for k, v in entries
+        if isinstance(v, Tensor) and v.ndim == 2 and (batch_size is None or v.shape[0] == batch_size)
+    ]
+    if len(found) == 1:
+        return found[0][1], found[0][0]
+    raise _ambiguous(output, entries, found)
+
+
+def logits_of(output: object) -> Tensor:
+    """The ``(B, K)`` class scores in a model output (see :func:`class_scores`)."""
+    return class_scores(output)[0]
+
+
+def _two_dimensional(scores: Tensor, key: Key | None = None) -> Tensor:
+    if scores.ndim != 2:
+        where = "tensor" if key is None else f"{key!r} entry"
+        raise ModelOutputError(
+            f"the model returned a {where} of shape {tuple(scores.shape)}, not (batch, num_classes)",
             "wrap the model so that forward() returns a (B, num_classes) tensor of class scores",
         )
-    return output
+    return scores
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, Tensor):
+        return "×".join(str(d) for d in value.shape) or "scalar"
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+def _ambiguous(
+    output: object, entries: Sequence[tuple[Key, object]], found: Sequence[tuple[Key, object]]
+) -> ModelOutputError:
+    kind = type(output).__name__
+    listed = ", ".join(f"{k!r} ({_describe(v)})" for k, v in entries[:8])
+    more = f" and {len(entries) - 8} more" if len(entries) > 8 else ""
+    what = "several" if found else "no"
+    first = (found or entries or [(0, None)])[0][0]
+    if isinstance(output, Mapping):
+        problem = f"the model returned a {kind} with {what} (batch, num_classes) tensors and no 'logits' entry"
+        fix = f"pick the scores with a target, e.g. saliscope.OutputTarget({first!r}) (entries: {listed}{more})"
+        cli_fix = f"wrap the model so that forward() returns its class scores (entries: {listed}{more})"
+    else:
+        problem = f"the model returned a {kind} with {what} (batch, num_classes) tensors"
+        fix = (
+            f"pick the scores with a target, e.g. saliscope.OutputTarget({first!r}), or a BoxTarget for a detector"
+            f" (entries: {listed}{more})"
+        )
+        cli_fix = f"wrap the model so that forward() returns its class scores (entries: {listed}{more})"
+    return ModelOutputError(problem, fix, cli_fix)
 
 
 class BoundTarget(ABC):
@@ -68,6 +127,11 @@ class BoundTarget(ABC):
     @abstractmethod
     def batch_size(self) -> int:
         """How many samples this target is bound to."""
+
+    def output_entry(self, output: object) -> Key | None:
+        """Which entry of ``output`` the scores are read from (a key or an index), None for the output itself
+        or for targets that read the output whole. Recorded as ``Explanation.params["output"]``."""
+        return None
 
 
 class Target(ABC):
@@ -98,8 +162,11 @@ class BoundClasses(BoundTarget):
     def take(self, rows: Tensor) -> BoundClasses:
         return BoundClasses(self.classes[rows.cpu()], self.space)
 
+    def output_entry(self, output: object) -> Key | None:
+        return class_scores(output, self.batch_size)[1]
+
     def __call__(self, output: object) -> Tensor:
-        logits = logits_of(output)
+        logits, _ = class_scores(output, self.batch_size)
         n, k = logits.shape
         if n != self.batch_size:
             raise TargetError(
@@ -126,6 +193,34 @@ class BoundClasses(BoundTarget):
                 "check the input's preprocessing and the model's dtype (try float32)",
             )
         return picked
+
+
+class EntryRecorder(BoundTarget):
+    """``inner``, noting in ``seen`` which entry of the output its scores came from (on the first call).
+
+    Explainers score through it so that an explanation can say what it read (``params["output"]``); copies
+    made by :meth:`take` share ``seen``.
+    """
+
+    def __init__(self, inner: BoundTarget, seen: list[Key | None] | None = None) -> None:
+        self.inner = inner
+        self.seen: list[Key | None] = [] if seen is None else seen
+
+    @property
+    def batch_size(self) -> int:
+        return self.inner.batch_size
+
+    def take(self, rows: Tensor) -> EntryRecorder:
+        return EntryRecorder(self.inner.take(rows), self.seen)
+
+    def output_entry(self, output: object) -> Key | None:
+        return self.inner.output_entry(output)
+
+    def __call__(self, output: object) -> Tensor:
+        scores = self.inner(output)
+        if not self.seen:
+            self.seen.append(self.inner.output_entry(output))
+        return scores
 
 
 @dataclass(frozen=True)
@@ -169,7 +264,7 @@ class PredictedClass(Target):
     def bind(self, output: Tensor | None, batch_size: int) -> BoundClasses:
         if output is None:
             raise TargetError("PredictedClass needs the model output to bind", "pass the clean output")
-        logits = logits_of(output)
+        logits, _ = class_scores(output, batch_size)
         if self.rank >= logits.shape[1]:
             raise TargetError(
                 f"rank {self.rank} asked for but the model has only {logits.shape[1]} classes",

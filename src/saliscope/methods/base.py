@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -18,7 +19,7 @@ from ..core.cost import CostMeter
 from ..core.errors import InputError, TargetError
 from ..core.explanation import Explanation
 from ..core.model_state import explaining, model_device, model_dtype
-from ..core.targets import BoundTarget, Target, TargetLike, as_target
+from ..core.targets import BoundTarget, EntryRecorder, Target, TargetLike, as_target
 from ..core.validation import check_batch, check_finite_attributions
 
 Precision = Literal["auto", "float32", "float64"]
@@ -133,10 +134,23 @@ class Explainer(ABC):
             xin = x.detach().to(device=device, dtype=self.compute_dtype(x))
             clean: list[Tensor] = []  # the clean output, computed at most once for all targets
             bound = [self._bind(net, xin, t, meter, clean) for t in target_objs]
-            results = self._attribute_many(net, xin, [b for b, _ in bound], meter)
+            # Scored through recorders, so that each explanation can say which output entry it read.
+            recorders = [EntryRecorder(b) for b, _ in bound]
+            try:
+                results = self._attribute_many(net, xin, list(recorders), meter)
+            except BaseException as exc:
+                # A chunk planner measures its first chunk under a torch mode or saved-tensor hooks held open
+                # across a generator's yield. The traceback keeps that generator alive, so torch's stacks would
+                # keep them for as long as the error is kept (a notebook keeps the last one), slowing and
+                # breaking every later call. Freeing the finished frames closes the generator now, in order.
+                traceback.clear_frames(exc.__traceback__)
+                raise
         assert meter.cost is not None
         shared = {"targets_in_call": len(targets)} if len(targets) > 1 else {}
-        return [self._explanation(x, r, b, s, meter, shared) for r, (b, s) in zip(results, bound, strict=True)]
+        return [
+            self._explanation(x, r, b, s, meter, {**shared, **_read_from(rec, clean)})
+            for r, (b, s), rec in zip(results, bound, recorders, strict=True)
+        ]
 
     def _attribute_many(
         self, net: nn.Module, x: Tensor, targets: list[BoundTarget], meter: CostMeter
@@ -235,6 +249,17 @@ class Explainer(ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
         return f"{type(self).__name__}({args})"
+
+
+def _read_from(recorder: EntryRecorder, clean: list[Any]) -> dict[str, Any]:
+    """``{"output": entry}`` when the scores came from an entry of the output (``"logits"``), else ``{}``."""
+    if recorder.seen:
+        entry = recorder.seen[0]
+    elif clean:  # a method that never scored (a class-agnostic map): the entry the clean output offers
+        entry = recorder.output_entry(clean[0])
+    else:
+        entry = None
+    return {} if entry is None else {"output": entry}
 
 
 def concat_outputs(parts: list[Any]) -> Any:

@@ -6,31 +6,53 @@ distillation or register tokens first). Nothing is hard-coded: one probe forward
 records every module's output, and the grid of a token sequence follows from the token count, the input
 size and the model's patch size.
 
-Automatic choice (``layer=None``):
+Automatic choice (``layer=None``): the last module, in execution order, whose output is a spatial map
+that the score depends on at more than one position, and that varies from position to position; the
+outermost module when several return the same tensor. One probe forward and backward of a single sample
+(the top class's score) tells which layers qualify:
 
-- CNNs: the last module, in execution order, whose output is a spatial map; the outermost module when
-  several return the same tensor (``layer4`` of a ResNet, ``bn2`` of timm's EfficientNet, ``features``
-  of torchvision's VGG / MobileNet).
-- Transformers: the first norm of the last block (``blocks.11.norm1``). Not the final norm: a model that
-  classifies from the class token gives the patch tokens after the last block no gradient at all.
+- CNNs: ``layer4`` of a ResNet, ``bn2`` of timm's EfficientNet, ``features`` of torchvision's VGG /
+  MobileNet. Pooling layers are skipped (VGG's 7×7 adaptive pool would tie the map's size to the input's),
+  and so is anything after global pooling.
+- Transformers that classify from a class token: the first norm of the last block (``blocks.11.norm1``).
+  After it, the patch tokens no longer reach the class token, so their gradient is zero; the same rule
+  passes over the branch norms of multi-branch ViTs (CrossViT, CoaT) and the token-wise auxiliary head of
+  VOLO. Token-wise linear maps (``qkv``, ``fc1``, a token-wise classifier) are not candidates.
+- Transformers and MLP models that average their tokens: the final norm (the CAM of the pooled features).
+
+Models whose output holds no class scores (segmentation, detection, embeddings) get the last spatial
+layer by structure alone: the first norm of the last block for token models, else the last map.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from ..core.errors import MethodError
+from ..core.errors import MethodError, ModelOutputError
 from ..core.model_state import explaining, hooks
+from ..core.targets import class_scores
 
 Layout = Literal["nchw", "nhwc", "tokens"]
 _MAX_PREFIX_TOKENS = 16  # class + distillation + up to 14 register tokens
 _NORMS = (nn.LayerNorm, nn.GroupNorm)
-_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d)
+_POOLS = (
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.AvgPool2d,
+    nn.MaxPool2d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveMaxPool1d,
+    nn.AvgPool1d,
+    nn.MaxPool1d,
+)
+# Activations whose spread across positions is below this share of their size carry no spatial information
+# (a broadcast of pooled features).
+_CONSTANT = 1e-6
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,9 @@ class _Call:
     module: nn.Module
     shape: tuple[int, ...] | str  # a description for outputs that are not tensors
     grid: LayerGrid | None
+    # From the gradient probe (None without one): the score depends on two or more of the layer's positions,
+    # and its activations differ between positions.
+    usable: bool | None = None
 
 
 def resolve_layer(model: nn.Module, x: Tensor, layer: str | nn.Module | None) -> LayerGrid:
@@ -77,7 +102,7 @@ def resolve_layer(model: nn.Module, x: Tensor, layer: str | nn.Module | None) ->
                 "pass one of the model's own modules, or its name (e.g. layer='layer4')",
             )
         layer = names[id(layer)]
-    calls = _probe(model, x[:1], patch=_patch_size(model))
+    calls = _probe(model, x[:1], patch=_patch_size(model), gradients=layer is None)
     spatial = [c for c in calls if c.grid is not None]
     if layer is None:
         choice = _automatic(spatial)
@@ -138,6 +163,11 @@ def _one_by_one(shape: tuple[int, ...] | str) -> bool:
 def _automatic(spatial: list[_Call]) -> LayerGrid | None:
     if not spatial:
         return None
+    probed = [c for c in spatial if c.usable is not None]
+    if probed:
+        usable = [c for c in probed if c.usable and not isinstance(c.module, _POOLS) and not _projection(c)]
+        if usable:
+            return usable[-1].grid
     maps = [c for c in spatial if c.grid is not None and c.grid.layout != "tokens"]
     tokens = [c for c in spatial if c.grid is not None and c.grid.layout == "tokens"]
     if tokens and (not maps or tokens[-1].order > maps[-1].order):
@@ -146,6 +176,11 @@ def _automatic(spatial: list[_Call]) -> LayerGrid | None:
     # Pooling layers are skipped: VGG's 7×7 adaptive pool would tie the map's size to the input's.
     unpooled = [c for c in maps if not isinstance(c.module, _POOLS)]
     return (unpooled or maps)[-1].grid
+
+
+def _projection(call: _Call) -> bool:
+    """A token-wise linear map (``qkv``, ``fc1``, a token-wise classifier): not a layer of the token stream."""
+    return call.grid is not None and call.grid.layout == "tokens" and isinstance(call.module, (nn.Linear, nn.Conv1d))
 
 
 def _last_block_norm(tokens: list[_Call]) -> LayerGrid | None:
@@ -161,8 +196,11 @@ def _last_block_norm(tokens: list[_Call]) -> LayerGrid | None:
     return tokens[-1].grid
 
 
-def _probe(model: nn.Module, x1: Tensor, *, patch: tuple[int, int] | None) -> list[_Call]:
+def _probe(model: nn.Module, x1: Tensor, *, patch: tuple[int, int] | None, gradients: bool = False) -> list[_Call]:
+    """Every module call of one forward pass of ``x1``: its output's shape and spatial grid, and (with
+    ``gradients``) whether the top class's score depends on the layer's positions."""
     calls: list[_Call] = []
+    outputs: list[Tensor | None] = []
     height, width = int(x1.shape[-2]), int(x1.shape[-1])
     names = {id(m): n for n, m in model.named_modules() if n}
 
@@ -171,14 +209,56 @@ def _probe(model: nn.Module, x1: Tensor, *, patch: tuple[int, int] | None) -> li
         if isinstance(output, Tensor):
             grid = _grid_of(name, tuple(output.shape), height, width, patch)
             calls.append(_Call(len(calls), name, module, tuple(output.shape), grid))
+            outputs.append(output if grid is not None and output.requires_grad else None)
         else:
             calls.append(_Call(len(calls), name, module, f"a {type(output).__name__}", None))
+            outputs.append(None)
 
     modules = [m for n, m in model.named_modules() if n]
     # eval mode: a probe must not move BatchNorm statistics
-    with hooks(modules, record), explaining(model), torch.no_grad():
-        model(x1)
-    return calls
+    with hooks(modules, record), explaining(model), torch.set_grad_enabled(gradients):
+        xin = x1.detach().requires_grad_(gradients)
+        output = model(xin)
+        usable = _usable(output, calls, outputs) if gradients else None
+    if usable is None:
+        return calls
+    return [replace(c, usable=usable.get(c.order, False)) if c.grid is not None else c for c in calls]
+
+
+def _usable(output: object, calls: list[_Call], outputs: list[Tensor | None]) -> dict[int, bool] | None:
+    """Per spatial call: does the top class's score depend on two or more of its positions, and do its
+    activations differ between positions? None when the output holds no class scores to differentiate."""
+    try:
+        scores, _ = class_scores(output, 1)
+    except ModelOutputError:
+        return None
+    score = scores[0].max()
+    wanted = [i for i, t in enumerate(outputs) if t is not None]
+    if not score.requires_grad or not wanted:
+        return None
+    # The same tensor may be the output of several calls (a block and its last layer): differentiate it once.
+    unique: dict[int, Tensor] = {}
+    for i in wanted:
+        unique.setdefault(id(outputs[i]), outputs[i])  # type: ignore[arg-type]
+    tensors = list(unique.values())
+    grads = dict(zip((id(t) for t in tensors), torch.autograd.grad(score, tensors, allow_unused=True), strict=True))
+    found: dict[int, bool] = {}
+    for i in wanted:
+        grid = calls[i].grid
+        activation = outputs[i]
+        grad = grads[id(activation)]
+        assert grid is not None and activation is not None
+        found[calls[i].order] = grad is not None and _depends(grid, activation.detach(), grad)
+    return found
+
+
+def _depends(grid: LayerGrid, activation: Tensor, grad: Tensor) -> bool:
+    reach = grid.to_maps(grad).abs().sum(1).flatten()  # (h·w,) for the one sample
+    if int((reach > 0).sum()) < 2:
+        return False
+    maps = grid.to_maps(activation).flatten(2)[0].double()  # (C, h·w)
+    spread = float((maps.amax(1) - maps.amin(1)).max())
+    return spread > _CONSTANT * max(float(maps.abs().max()), 1e-30)
 
 
 def _grid_of(
@@ -191,7 +271,7 @@ def _grid_of(
         if _is_grid(a, b, height, width) and c > 1:
             return LayerGrid(name, "nhwc", (a, b))
         return None
-    if len(shape) == 3:
+    if len(shape) == 3 and shape[2] > 1:  # (N, T, 1) is a pooled vector seen sideways, not one-channel tokens
         found = token_grid(shape[1], height, width, patch)
         if found is not None:
             (h, w), prefix = found

@@ -1,15 +1,16 @@
 """Attention-based explanations for Vision Transformers: attention rollout and gradient-weighted rollout.
 
-The attention matrices are read with hooks that live only for the call: timm's ``Attention`` modules
-(their fused kernel is switched off for the call, so the softmax probabilities exist, and switched back on
-afterwards) and ``nn.MultiheadAttention`` (torchvision's ViT; asked for its per-head weights for the call).
+The attention matrices are read as :mod:`saliscope.methods.attention` describes (timm, torch and Hugging Face
+models, with hooks that live only for the call). Layers are chained over the tokens they share: a class token
+that joins late (CaiT, ConViT) starts with no image information, and a class-attention block (CaiT's, VOLO's)
+updates only the class token's row. The map is read from the rows the prediction reads: the class token's,
+the class and distillation tokens' (DeiT), the mean of the patch tokens' (average-pooled ViTs, BEiT) or the
+class token's and the patch mean's together (DINOv2's classifier).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -18,70 +19,24 @@ from torch import Tensor, nn
 from ..core.cost import CostMeter
 from ..core.errors import InputError, MethodError
 from ..core.targets import BoundTarget
+from .attention import (
+    Collected,
+    attention_maps,
+    fuse_heads,
+    global_layers,
+    grow,
+    has_attention,
+    readout,
+    refusal,
+    refuse,
+)
 from .base import Attribution, Explainer, Precision
 from .cam.base import upsample
 from .layers import _patch_size, token_grid
 
 HeadFusion = Literal["mean", "max", "min"]
 
-
-def _timm_attention(module: nn.Module) -> bool:
-    return hasattr(module, "fused_attn") and isinstance(getattr(module, "attn_drop", None), nn.Module)
-
-
-@dataclass(frozen=True)
-class Collected:
-    """One layer's attention: the tensor in the autograd graph, and the ``(N, heads, T, T)`` shape to read
-    it (and its gradient) as."""
-
-    tensor: Tensor
-    shape: tuple[int, ...]
-
-    def heads(self, grad: Tensor | None = None) -> Tensor:
-        return (self.tensor if grad is None else grad).reshape(self.shape)
-
-
-def has_attention(net: nn.Module) -> bool:
-    """Whether attention rollout can read this model's attention (timm or torch attention modules)."""
-    return any(_timm_attention(m) or isinstance(m, nn.MultiheadAttention) for m in net.modules())
-
-
-@contextmanager
-def attention_maps(net: nn.Module) -> Iterator[list[Collected]]:
-    """Collect every attention matrix ``(N, heads, T, T)`` of a forward pass, in layer order."""
-    found: list[Collected] = []
-    timm_blocks = [m for m in net.modules() if _timm_attention(m)]
-    mha = [m for m in net.modules() if isinstance(m, nn.MultiheadAttention)]
-    if not has_attention(net):
-        raise MethodError(
-            f"found no attention modules in {type(net).__name__}",
-            "attention rollout needs a Vision Transformer (timm ViT / DeiT, torchvision ViT); "
-            "for a CNN use a CAM such as 'gradcam'",
-        )
-
-    def keep(_module: nn.Module, _args: Any, output: Tensor) -> None:
-        found.append(Collected(output, tuple(output.shape)))
-
-    def ask_weights(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-        return args, {**kwargs, "need_weights": True, "average_attn_weights": False}
-
-    def keep_weights(_module: nn.Module, _args: Any, _kwargs: Any, output: tuple[Tensor, Tensor]) -> None:
-        # The weights returned are a view made after the weights were used; gradients exist only for the
-        # softmax output it views, (N·heads, T, T). Keep that one, viewed per head (same memory).
-        weights = output[1]
-        base = weights._base if weights._base is not None and weights._base.numel() == weights.numel() else weights
-        found.append(Collected(base, tuple(weights.shape)))
-
-    with ExitStack() as stack:
-        for block in timm_blocks:
-            was = block.fused_attn
-            block.fused_attn = False
-            stack.callback(setattr, block, "fused_attn", was)
-            stack.callback(block.attn_drop.register_forward_hook(keep).remove)
-        for module in mha:
-            stack.callback(module.register_forward_pre_hook(ask_weights, with_kwargs=True).remove)
-            stack.callback(module.register_forward_hook(keep_weights, with_kwargs=True).remove)
-        yield found
+__all__ = ["AttentionRollout", "Collected", "GradientRollout", "HeadFusion", "attention_maps", "has_attention"]
 
 
 class _Rollout(Explainer):
@@ -93,6 +48,9 @@ class _Rollout(Explainer):
         return ("rollout", self.uses_gradients, tuple(x.shape[1:]), x.dtype, x.device.type)
 
     def _attribute(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> Attribution:
+        reason = refusal(net)  # known architectures are refused before any pass runs
+        if reason is not None:
+            raise refuse(reason)
         maps, scores = [], []
         spans = self.chunker.spans(
             int(x.shape[0]),
@@ -107,38 +65,67 @@ class _Rollout(Explainer):
             with attention_maps(net) as attentions, torch.set_grad_enabled(self.uses_gradients):
                 s = part(net(xin))
             meter.forward(stop - start)
-            heads = [a.heads() for a in attentions]
-            if any(a.shape[0] != stop - start or a.shape[-1] != a.shape[-2] for a in heads):
-                raise MethodError(
-                    "the model's attention is windowed or pooled (e.g. Swin), not one global attention per image",
-                    "attention rollout needs a plain ViT / DeiT; for Swin use a CAM such as 'gradcam'",
-                )
+            layers = global_layers(attentions, stop - start)
+            heads = [a.heads() for a in layers]
             grads = None
             if self.uses_gradients:
-                raw = torch.autograd.grad(s.sum(), [a.tensor for a in attentions])
-                grads = tuple(a.heads(g) for a, g in zip(attentions, raw, strict=True))
+                raw = torch.autograd.grad(s.sum(), [a.tensor for a in layers], allow_unused=True)
+                grads = tuple(
+                    torch.zeros_like(h) if g is None else a.heads(g) for a, h, g in zip(layers, heads, raw, strict=True)
+                )
                 meter.backward(stop - start)
-            relevance = self.combine([h.detach() for h in heads], grads)  # (n, T, T)
+            kinds = [a.kind for a in layers]
+            relevance = self.combine([h.detach() for h in heads], grads, kinds)  # (n, T, T0)
             maps.append(self._token_map(net, relevance, x))
             scores.append(s.detach())
         grid_maps = torch.cat(maps)
         size = (int(x.shape[-2]), int(x.shape[-1]))
         return Attribution(upsample(grid_maps, size), scores=torch.cat(scores), extras={"layer_map": grid_maps})
 
-    def combine(self, attentions: list[Tensor], grads: tuple[Tensor, ...] | None) -> Tensor:
+    def combine(
+        self, attentions: list[Tensor], grads: tuple[Tensor, ...] | None, kinds: Sequence[str] | None = None
+    ) -> Tensor:
+        """Chain the layers: ``(N, T, T0)``, how much each final token draws from each token of the first layer."""
+        kinds = kinds or ["self"] * len(attentions)
+        first = attentions[0]
+        t0 = int(first.shape[-1])
+        relevance = torch.eye(t0, device=first.device, dtype=first.dtype).expand(first.shape[0], t0, t0).clone()
+        for i, (attention, kind) in enumerate(zip(attentions, kinds, strict=True)):
+            relevance = grow(relevance, int(attention.shape[-1]))
+            step = self.step(attention, None if grads is None else grads[i])  # (N, Tq, Tk)
+            if kind == "class":  # only the class token attends (and is updated)
+                row = step[:, :1] @ relevance
+                relevance = torch.cat([row, relevance[:, 1:]], dim=1)
+            else:
+                relevance = step @ relevance
+        return relevance
+
+    def step(self, attention: Tensor, grad: Tensor | None) -> Tensor:
+        """One layer's ``(N, Tq, Tk)`` update matrix, applied as ``R ← step @ R``."""
         raise NotImplementedError
 
     def _token_map(self, net: nn.Module, relevance: Tensor, x: Tensor) -> Tensor:
-        n_tokens = int(relevance.shape[-1])
-        found = token_grid(n_tokens, int(x.shape[-2]), int(x.shape[-1]), _patch_size(net))
+        t0 = int(relevance.shape[-1])
+        found = token_grid(t0, int(x.shape[-2]), int(x.shape[-1]), _patch_size(net))
         if found is None:
             raise MethodError(
-                f"cannot lay {n_tokens} tokens out as a grid for a {x.shape[-2]}×{x.shape[-1]} input",
+                f"cannot lay {t0} tokens out as a grid for a {x.shape[-2]}×{x.shape[-1]} input",
                 "use a ViT whose tokens are a class token (or none) plus one token per patch",
             )
-        (h, w), prefix = found
-        # With a class token, its row says what the prediction read; without one, average all rows.
-        rows = relevance[:, 0, prefix:] if prefix > 0 else relevance[:, :, prefix:].mean(1)
+        (h, w), first_prefix = found
+        patches = relevance[:, :, first_prefix:]  # columns: the image's patches
+        n_patches = h * w
+        prefix = int(relevance.shape[1]) - n_patches  # the final layer's prefix tokens (class, distillation, ...)
+        how = readout(net, prefix)
+        patch_mean = patches[:, prefix:].mean(1)
+        if how == "class":
+            rows = patches[:, 0]
+        elif how == "class+distillation":
+            rows = patches[:, :2].mean(1)
+        elif how == "class+patches":
+            rows = 0.5 * (patches[:, 0] + patch_mean)
+        else:
+            rows = patch_mean
         return rows.reshape(-1, h, w)
 
 
@@ -170,21 +157,14 @@ class AttentionRollout(_Rollout):
         return {**super().params(), "head_fusion": self.head_fusion}
 
     def fuse(self, attention: Tensor) -> Tensor:
-        """Heads ``(N, heads, T, T)`` → ``(N, T, T)``."""
-        if self.head_fusion == "mean":
-            return attention.mean(1)
-        return attention.amax(1) if self.head_fusion == "max" else attention.amin(1)
+        """Heads ``(N, heads, Tq, Tk)`` → ``(N, Tq, Tk)``."""
+        return fuse_heads(attention, self.head_fusion)
 
-    def combine(self, attentions: list[Tensor], grads: tuple[Tensor, ...] | None) -> Tensor:
-        rollout = None
-        for attention in attentions:
-            a = self.fuse(attention)
-            eye = torch.eye(a.shape[-1], device=a.device, dtype=a.dtype)
-            a = 0.5 * a + 0.5 * eye
-            a = a / a.sum(-1, keepdim=True)
-            rollout = a if rollout is None else a @ rollout
-        assert rollout is not None
-        return rollout
+    def step(self, attention: Tensor, grad: Tensor | None) -> Tensor:
+        a = self.fuse(attention)
+        eye = torch.eye(a.shape[-2], a.shape[-1], device=a.device, dtype=a.dtype)
+        a = 0.5 * a + 0.5 * eye
+        return a / a.sum(-1, keepdim=True)
 
 
 class GradientRollout(_Rollout):
@@ -198,13 +178,7 @@ class GradientRollout(_Rollout):
     name: ClassVar[str] = "gradient-rollout"
     uses_gradients: ClassVar[bool] = True
 
-    def combine(self, attentions: list[Tensor], grads: tuple[Tensor, ...] | None) -> Tensor:
-        assert grads is not None
-        relevance = None
-        for attention, grad in zip(attentions, grads, strict=True):
-            a = (grad * attention).clamp(min=0).mean(1)
-            if relevance is None:
-                relevance = torch.eye(a.shape[-1], device=a.device, dtype=a.dtype).expand_as(a).clone()
-            relevance = relevance + a @ relevance
-        assert relevance is not None
-        return relevance
+    def step(self, attention: Tensor, grad: Tensor | None) -> Tensor:
+        assert grad is not None
+        a = (grad * attention).clamp(min=0).mean(1)
+        return torch.eye(a.shape[-2], a.shape[-1], device=a.device, dtype=a.dtype) + a

@@ -1,8 +1,11 @@
-"""Reading a model from a local file: TorchScript, a whole pickled module, or a state dict.
+"""Reading a model from a local file: TorchScript, saliscope's own format, a state dict, or (on request) a
+whole pickled module.
 
-Security: a whole module saved with ``torch.save(model)`` can only be read by unpickling, which runs
-code stored in the file. We first try ``torch.load(weights_only=True)``, which cannot run code and
-reads every plain state dict; only when that refuses do we unpickle fully. Load files you trust.
+Security: a whole module saved with ``torch.save(model)`` can only be read by unpickling, which runs code
+stored in the file: a model file from the internet could run anything on the user's machine. Every file is
+read with ``torch.load(weights_only=True)``, which cannot run code and reads state dicts, checkpoints of
+plain data and saliscope's own format (:func:`~saliscope.models.saving.save_model`). A file that needs
+more is unpickled only when the caller says it trusts it (``trust_pickle=True``, ``--trust-pickle``).
 """
 
 from __future__ import annotations
@@ -28,8 +31,12 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 _CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model", "net")
 
 
-def read_model_file(path: Path) -> nn.Module | dict[str, Tensor]:
-    """A module (TorchScript or unpickled) or a state dict ``{name: tensor}``, read on the CPU."""
+SAVED_FORMAT_KEY = "saliscope_model"  # marks a file written by saliscope.save_model
+
+
+def read_model_file(path: Path, *, trust_pickle: bool = False) -> nn.Module | dict[str, Any]:
+    """A module (TorchScript, or unpickled when ``trust_pickle``), a state dict ``{name: tensor}``, or the dict
+    of a file saliscope's :func:`save_model` wrote, read on the CPU."""
     _check_path(path)
     if path.suffix.lower() == ".safetensors":
         return _read_safetensors(path)
@@ -42,7 +49,7 @@ def read_model_file(path: Path) -> nn.Module | dict[str, Tensor]:
                 return torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # a damaged archive can fail in many ways
             raise _damaged(path, exc) from exc
-    return _unwrap(_torch_load(path), path)
+    return _unwrap(_torch_load(path, trust_pickle), path)
 
 
 def _check_path(path: Path) -> None:
@@ -99,7 +106,7 @@ def _read_safetensors(path: Path) -> dict[str, Tensor]:
         raise _damaged(path, exc) from exc
 
 
-def _torch_load(path: Path) -> Any:
+def _torch_load(path: Path, trust_pickle: bool) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -108,8 +115,10 @@ def _torch_load(path: Path) -> Any:
         refused = exc
     except Exception as exc:  # truncated zips, bad magic numbers, wrong formats
         raise _damaged(path, exc) from exc
-    # The safe reader refused something that is not a tensor (a pickled nn.Module, a Lightning
-    # checkpoint's hyper-parameters): unpickle fully, which runs code from the file.
+    # The safe reader refused something that is not plain data (a pickled nn.Module, a training checkpoint's
+    # Python objects). Unpickling it runs code from the file: only with the caller's consent.
+    if not trust_pickle:
+        raise _pickled(path, refused)
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except (AttributeError, ImportError) as exc:
@@ -121,6 +130,25 @@ def _torch_load(path: Path) -> Any:
         raise _damaged(path, exc if str(exc) else refused) from exc
 
 
+def _pickled(path: Path, refused: Exception) -> ModelLoadError:
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # not a torch.save archive at all (random bytes), or an older torch
+        names = []
+    if not names:  # nothing pickled to name: the file is simply not a model file
+        return _damaged(path, refused)
+    held = short_list(sorted(names), 3)
+    return ModelLoadError(
+        f"{path} holds pickled Python objects ({held}); saliscope does not unpickle them unless told to,"
+        " because unpickling runs code stored in the file",
+        "save the weights as a state dict and pass arch= (torch.save(model.state_dict(), path)), save a TorchScript"
+        " file (torch.jit.save), or saliscope's own format (saliscope.save_model(model, path)); for a file you"
+        " trust, pass trust_pickle=True",
+        "save the weights as a state dict and pass --arch, a TorchScript file (torch.jit.save), or saliscope's own"
+        " format (saliscope.save_model); for a file you trust, pass --trust-pickle",
+    )
+
+
 def _is_state_dict(obj: object) -> bool:
     return (
         isinstance(obj, Mapping)
@@ -129,10 +157,12 @@ def _is_state_dict(obj: object) -> bool:
     )
 
 
-def _unwrap(obj: Any, path: Path) -> nn.Module | dict[str, Tensor]:
-    """Find the module or the state dict inside what ``torch.load`` returned."""
+def _unwrap(obj: Any, path: Path) -> nn.Module | dict[str, Any]:
+    """Find the module, the state dict or saliscope's own record inside what ``torch.load`` returned."""
     if isinstance(obj, nn.Module):
         return obj
+    if isinstance(obj, Mapping) and SAVED_FORMAT_KEY in obj:
+        return dict(obj)
     if _is_state_dict(obj):
         return dict(obj)
     if isinstance(obj, Mapping):

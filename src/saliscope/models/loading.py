@@ -1,8 +1,9 @@
-"""``load_model``: one entry point for the embedded default, torchvision, timm and local files.
+"""``load_model``: one entry point for the embedded default, torchvision, timm, Hugging Face and local files.
 
-The model comes back unwrapped (its layer names stay the architecture's, e.g. ``blocks.6.0``) with
-three plain attributes attached: ``preprocess`` (:class:`Preprocess`), ``labels`` (class names) and
-``name`` (the spec it was loaded from).
+The model comes back unwrapped (its layer names stay the architecture's, e.g. ``blocks.6.0``) with plain
+attributes attached: ``preprocess`` (:class:`Preprocess`), ``labels`` (class names), ``name`` (the spec it was
+loaded from) and, when saliscope built the architecture by name, ``arch`` (``"timm:resnet18"``), which
+:func:`~saliscope.models.saving.save_model` records.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from torch import nn
 
 from ..core.devices import check_device
 from ..core.errors import ModelLoadError
+from ..core.targets import class_scores
 from . import default as default_model
-from . import timm_zoo, torchvision_zoo
+from . import hf_zoo, timm_zoo, torchvision_zoo
 from ._messages import describe
 from .files import (
     MODEL_FILE_SUFFIXES,
@@ -29,10 +31,14 @@ from .files import (
 )
 from .labels import LabelsArg, resolve_labels
 from .preprocess import Preprocess
+from .saving import from_saved, is_saved_model
 from .torchvision_zoo import IMAGENET_PREPROCESS
 
 ModelSpec = Union[str, "os.PathLike[str]", None]
-ACCEPTED_FORMS = "'default', 'torchvision:NAME', 'timm:NAME', or a path to a .pt/.pth/.ckpt/.safetensors file"
+ACCEPTED_FORMS = (
+    "'default', 'torchvision:NAME', 'timm:NAME', 'hf:ORG/NAME' or 'hf:FOLDER', or a path to a"
+    " .pt/.pth/.ckpt/.safetensors file"
+)
 
 # Builds an architecture with random weights and the given number of outputs (None: its default).
 Builder = Callable[[int | None], nn.Module]
@@ -45,15 +51,19 @@ def load_model(
     pretrained: bool = True,
     labels: LabelsArg = None,
     device: str | torch.device = "cpu",
+    trust_pickle: bool = False,
 ) -> nn.Module:
     """Load a model in eval mode on ``device`` with ``.preprocess``, ``.labels`` and ``.name`` attached.
 
     ``spec`` is ``None``/``"default"`` (EfficientNet-Lite0 with shipped weights), ``"torchvision:NAME"``,
-    ``"timm:NAME"``, or a local file: TorchScript, a whole module saved with ``torch.save(model)``
-    (unpickling runs code from the file: load only files you trust), or a state dict, which needs
-    ``arch`` ("default", "torchvision:NAME" or "timm:NAME"). ``labels`` is a sequence of class names or
-    a text file with one per line; by default ImageNet names for 1000 outputs, else ``class i``.
-    The model maps ``(B, 3, size, size)`` preprocessed images to ``(B, num_classes)`` scores.
+    ``"timm:NAME"``, ``"hf:ORG/NAME"`` (a Hugging Face image classifier in the local cache) or ``"hf:FOLDER"``
+    (a folder written by ``save_pretrained``), or a local file: TorchScript, saliscope's own format
+    (:func:`~saliscope.save_model`), or a state dict, which needs ``arch`` ("default", "torchvision:NAME" or
+    "timm:NAME"). A whole module saved with ``torch.save(model)`` is unpickled only with ``trust_pickle=True``:
+    unpickling runs code stored in the file, so pass it only for files you trust. ``labels`` is a sequence of
+    class names or a text file with one per line; by default the model's own, ImageNet names for 1000
+    outputs, else ``class i``. The model maps ``(B, 3, size, size)`` preprocessed images to its class scores
+    (a tensor, or a Hugging Face output whose ``logits`` saliscope reads).
     Raises :class:`ModelLoadError` for anything that cannot be loaded.
     """
     target_device = check_device(device, error=ModelLoadError)
@@ -67,18 +77,23 @@ def load_model(
         )
     known_labels: tuple[str, ...] | None = None
     num_classes: int | None = None
+    built: str | None = None  # the architecture saliscope built by name
     if kind == "default":
         model = default_model.load_default(pretrained)
-        preprocess, num_classes = default_model.DEFAULT_PREPROCESS, 1000
+        preprocess, num_classes, built = default_model.DEFAULT_PREPROCESS, 1000, "default"
     elif kind == "torchvision":
         model, preprocess, known_labels = torchvision_zoo.build(rest, pretrained=pretrained)
         num_classes = len(known_labels) if known_labels else _classifier_outputs(model)
+        built = f"torchvision:{torchvision_zoo.check_name(rest)}"
     elif kind == "timm":
         model, preprocess, known_labels = timm_zoo.build(rest, pretrained=pretrained)
         num_classes = int(getattr(model, "num_classes", 0)) or None
+        built = f"timm:{rest.strip()}"
+    elif kind == "hf":
+        model, preprocess, known_labels = hf_zoo.build(rest, pretrained=pretrained)
+        num_classes = int(getattr(model.config, "num_labels", 0)) or None
     else:
-        model, preprocess = _load_file(_expand(rest), arch)
-        known_labels = _own_labels(model)
+        model, preprocess, known_labels, built = _load_file(_expand(rest), arch, trust_pickle)
     model = _move(model.eval(), target_device)
     if num_classes is None and known_labels is not None:
         num_classes = _count_outputs(model, preprocess)  # a file's own labels count only if they fit its outputs
@@ -93,6 +108,8 @@ def load_model(
     model.preprocess = preprocess  # type: ignore[assignment]
     model.labels = resolved  # type: ignore[assignment]
     model.name = name  # type: ignore[assignment]
+    if built is not None:
+        model.arch = built  # type: ignore[assignment]
     return model
 
 
@@ -109,7 +126,7 @@ def _parse(spec: ModelSpec) -> tuple[str, str]:
         raise ModelLoadError("the model spec is empty", f"pass {ACCEPTED_FORMS}")
     if text.lower() == "default":
         return "default", ""
-    for prefix in ("torchvision", "timm"):
+    for prefix in ("torchvision", "timm", "hf"):
         if text.lower().startswith(prefix + ":"):
             rest = text[len(prefix) + 1 :].strip()
             if not rest:
@@ -181,8 +198,38 @@ def _architecture(arch: str) -> tuple[Builder, Callable[[nn.Module], Preprocess]
     )
 
 
-def _load_file(path: Path, arch: str | None) -> tuple[nn.Module, Preprocess]:
-    content = read_model_file(path)
+def _load_file(
+    path: Path, arch: str | None, trust_pickle: bool
+) -> tuple[nn.Module, Preprocess, tuple[str, ...] | None, str | None]:
+    """(model, preprocessing, the file's own labels or None, the architecture built by name or None)."""
+    content = read_model_file(path, trust_pickle=trust_pickle)
+    if isinstance(content, dict) and is_saved_model(content):
+        model, own_preprocess, own_labels = from_saved(content, source=str(path))
+        saved_arch = str(content["arch"])
+        # Saved Hugging Face models and saliscope's own architectures are rebuilt from their record, not a name.
+        named = None if saved_arch == "hf" or saved_arch.startswith("saliscope.") else saved_arch
+        if arch is not None:
+            build, preprocess_of, _label = _architecture(arch)
+            return model, preprocess_of(build(None)), own_labels, named
+        return model, own_preprocess or _preprocess_of_saved(saved_arch, model), own_labels, named
+    model, preprocess, built = _load_module_or_weights(path, arch, content)
+    return model, preprocess, _own_labels(model) if isinstance(content, nn.Module) else None, built
+
+
+def _preprocess_of_saved(arch: str, model: nn.Module) -> Preprocess:
+    """A saved model without a preprocessing: its architecture's, as load_model would have given it."""
+    if arch == "default":
+        return default_model.DEFAULT_PREPROCESS
+    if arch.startswith("timm:"):
+        return timm_zoo.preprocess_from_model(model)
+    if arch.startswith("torchvision:"):
+        return torchvision_zoo.preprocess_for(arch.partition(":")[2])
+    return IMAGENET_PREPROCESS
+
+
+def _load_module_or_weights(
+    path: Path, arch: str | None, content: nn.Module | dict[str, torch.Tensor]
+) -> tuple[nn.Module, Preprocess, str | None]:
     if isinstance(content, nn.Module):
         # arch only tells us the preprocessing here; the file fixes the architecture.
         if arch is None:
@@ -190,9 +237,9 @@ def _load_file(path: Path, arch: str | None) -> tuple[nn.Module, Preprocess]:
             # and torch.save() wrote) knows its input best: ImageNet's resize-256/crop-224 would cut off
             # the borders of a 64×64 image and feed it at the wrong size.
             own = getattr(content, "preprocess", None)
-            return content, own if isinstance(own, Preprocess) else IMAGENET_PREPROCESS
+            return content, own if isinstance(own, Preprocess) else IMAGENET_PREPROCESS, None
         build, preprocess_of, _label = _architecture(arch)
-        return content, preprocess_of(build(None))
+        return content, preprocess_of(build(None)), None
     if arch is None:
         raise ModelLoadError(
             f"{path} holds only weights (a state dict); say which architecture they belong to",
@@ -217,7 +264,7 @@ def _load_file(path: Path, arch: str | None) -> tuple[nn.Module, Preprocess]:
             if wanted != model.state_dict()[key].shape[0]:
                 model = build(wanted)  # a fine-tuned head: rebuild with its number of classes
     load_strict(model, state_dict, source=str(path), arch=arch_label)
-    return model, preprocess
+    return model, preprocess, arch_label.split(" ")[0]
 
 
 def _own_labels(model: nn.Module) -> tuple[str, ...] | None:
@@ -237,8 +284,7 @@ def _count_outputs(model: nn.Module, preprocess: Preprocess) -> int | None:
         with torch.no_grad():
             device = next(iter(model.parameters())).device
             out = model(torch.zeros(1, 3, preprocess.size, preprocess.size, device=device))
-        if isinstance(out, torch.Tensor) and out.dim() >= 2:
-            return int(out.shape[1])
+        return int(class_scores(out, 1)[0].shape[1])
     except Exception:  # a model we cannot probe still loads; labels stay generic
         pass
     return _classifier_outputs(model)

@@ -6,9 +6,10 @@ explainers, the overlay code and the CLI all read, and it must never show up amo
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
@@ -42,6 +43,50 @@ def as_interpolation(name: object, default: Interpolation = "bilinear") -> Inter
     return default
 
 
+def parse_channels(text: str, option: str) -> tuple[float, float, float]:
+    """``"0.485,0.456,0.406"`` → three floats, for ``--mean`` / ``--std`` (``option`` names it in messages)."""
+    parts = [p.strip() for p in str(text).replace(";", ",").split(",")]
+    try:
+        values = [float(p) for p in parts if p]
+    except ValueError:
+        values = []
+        bad = True
+    else:
+        bad = len(values) != len(parts)
+    if bad:
+        raise InputError(
+            f"--{option} {text!r} is not a list of numbers",
+            f"pass three numbers R,G,B, e.g. --{option} {_EXAMPLE[option]}",
+        )
+    return checked_channels(values, option, flag=True)
+
+
+_EXAMPLE = {"mean": "0.485,0.456,0.406", "std": "0.229,0.224,0.225"}
+
+
+def checked_channels(values: Sequence[float], what: str, *, flag: bool = False) -> tuple[float, float, float]:
+    """Three finite numbers (positive for ``std``), or :class:`InputError` naming the problem."""
+    name = f"--{what}" if flag else what
+    shown = ",".join(f"{v:g}" for v in values)
+    example = _EXAMPLE.get(what, "0.5,0.5,0.5")
+    if len(values) != 3:
+        raise InputError(
+            f"{name} needs three numbers (R,G,B), got {len(values)}: {shown}",
+            f"pass one number per channel, e.g. {what}=({example})",
+            f"pass one number per channel, e.g. --{what} {example}",
+        )
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"{name} must be finite numbers, got {shown}", f"pass e.g. --{what} {example}")
+    if what == "std" and any(v <= 0 for v in values):
+        zero = next(v for v in values if v <= 0)
+        raise InputError(
+            f"{name} has a value of {zero:g}: normalising divides by the standard deviation, which must be positive",
+            f"pass three positive numbers, e.g. std=({example})",
+            f"pass three positive numbers, e.g. --std {example}",
+        )
+    return (float(values[0]), float(values[1]), float(values[2]))
+
+
 def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:
     vals = [float(v) for v in values]
     if len(vals) != 3:
@@ -53,7 +98,9 @@ def _triple(values: Sequence[float], name: str) -> tuple[float, float, float]:
 class Preprocess:
     """Resize the shorter side to ``resize``, centre-crop ``size``×``size``, scale to [0, 1], normalise.
 
-    Model space is ``(pixel - mean) / std`` per channel, pixel in [0, 1].
+    Model space is ``(pixel - mean) / std`` per channel, pixel in [0, 1]. With ``stretch`` both sides are
+    resized to ``resize`` (the photo is squeezed into a square, as Hugging Face's ViT processors do) before
+    the centre crop.
     """
 
     size: int = 224
@@ -61,6 +108,7 @@ class Preprocess:
     interpolation: Interpolation = "bilinear"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    stretch: bool = False
 
     def __post_init__(self) -> None:
         # Frozen: normalise through object.__setattr__ so lists/np floats become plain tuples of float.
@@ -77,14 +125,58 @@ class Preprocess:
         if self.interpolation not in _RESAMPLE:
             raise ValueError(f"Preprocess.interpolation must be one of {sorted(_RESAMPLE)}, got {self.interpolation!r}")
 
+    def with_overrides(
+        self,
+        *,
+        input_size: int | None = None,
+        resize: int | None = None,
+        crop: bool = True,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> Preprocess:
+        """This preprocessing with the given parts replaced (what ``--input-size``, ``--resize``, ``--no-crop``,
+        ``--mean`` and ``--std`` do on the command line).
+
+        A new ``input_size`` keeps the resize-to-crop ratio (224 from 256 becomes 384 from 438) unless
+        ``resize`` is given or ``crop`` is False, which resizes the shorter side to the input size itself.
+        Raises :class:`InputError` for values that cannot work.
+        """
+        if input_size is not None and input_size < 1:
+            raise InputError(f"the input size must be positive, got {input_size}", "pass e.g. input_size=224")
+        if resize is not None and not crop:
+            raise InputError(
+                "a resize size and no crop contradict each other (no crop resizes to the input size)",
+                "give one of resize= and crop=False",
+                "give one of --resize and --no-crop",
+            )
+        size = self.size if input_size is None else int(input_size)
+        if resize is None:
+            resize = self.resize if input_size is None else max(size, math.floor(size * self.resize / self.size))
+            resize = size if not crop else resize
+        if resize < size:
+            raise InputError(
+                f"the resize size {resize} is smaller than the input size {size}: the crop would not fit",
+                f"pass resize= of at least {size}, or crop=False",
+                f"pass --resize of at least {size}, or --no-crop",
+            )
+        return replace(
+            self,
+            size=size,
+            resize=int(resize),
+            mean=self.mean if mean is None else checked_channels(mean, "mean"),
+            std=self.std if std is None else checked_channels(std, "std"),
+        )
+
     # ----- geometry ---------------------------------------------------------------------------------
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after the shorter side is scaled to ``resize``.
 
         Rounds the longer side down, as torchvision's ``Resize(int)`` does, so that a Preprocess built
-        from torchvision weights produces the same pixels as their own transform.
+        from torchvision weights produces the same pixels as their own transform. With ``stretch``: a square.
         """
+        if self.stretch:
+            return self.resize, self.resize
         if width <= height:
             return self.resize, int(self.resize * height / width)
         return int(self.resize * width / height), self.resize

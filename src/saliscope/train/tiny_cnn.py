@@ -2,7 +2,8 @@
 
 The trained model carries ``preprocess`` (a :class:`~saliscope.models.preprocess.Preprocess` whose mean
 and std are the training images') and ``labels`` (the class folders' names), the attributes every
-saliscope tool reads, so ``torch.save(model, path)`` gives a file the explainers and the CLI use as is.
+saliscope tool reads, so ``saliscope.save_model(model, path)`` gives a file the explainers and the CLI load
+safely as is.
 """
 
 from __future__ import annotations
@@ -81,6 +82,12 @@ class TinyCNN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.pool(self.features(x)).flatten(1))
+
+    def rebuild_args(self) -> dict[str, int]:
+        """The constructor arguments that fix the architecture (``saliscope.save_model`` stores them)."""
+        first = self.features[0]
+        assert isinstance(first, nn.Conv2d)
+        return {"n_classes": int(self.classifier.out_features), "width": int(first.out_channels)}
 
 
 def train_tiny_cnn(

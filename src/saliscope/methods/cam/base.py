@@ -141,7 +141,8 @@ class CAM(Explainer):
 
     # -- shared machinery --------------------------------------------------------------------------
     def layer_grid(self, net: nn.Module, x: Tensor, meter: CostMeter | None = None) -> LayerGrid:
-        """The resolved layer for inputs shaped like ``x`` (one probe forward of one sample, then cached)."""
+        """The resolved layer for inputs shaped like ``x`` (one probe of one sample, then cached): a forward
+        pass, and for the automatic choice a backward pass too."""
         layer = self.layer
         if isinstance(layer, nn.Module) and net is not self.model:
             names = {id(m): n for n, m in self.model.named_modules()}
@@ -151,6 +152,8 @@ class CAM(Explainer):
             self._grids[key] = resolve_layer(net, x, layer)
             if meter is not None:
                 meter.forward(1)
+                if layer is None:
+                    meter.backward(1)
         return self._grids[key]
 
     def chunk_key(self, x: Tensor) -> tuple[object, ...]:
