@@ -36,7 +36,7 @@ from torch import nn
 
 from .. import registry
 from ..core.errors import ImageError, MethodError, SaliscopeError, TargetError
-from ..core.targets import ClassTarget, label_index
+from ..core.targets import ClassTarget, label_index, logits_of
 from ..core.views import DEFAULT_ALPHA, Evidence
 from ..methods.base import Explainer
 from ..viz import display_hint, overlay, panel, save_json, save_npy, save_png
@@ -65,6 +65,7 @@ class Settings:
     device: str = "cpu"
     model_spec: str | None = None
     all_methods: bool = False  # --method all: skip methods that do not apply to the model
+    region: Any = None  # explain: a cli.regions.Planner (detectors and segmentation models), or None
 
 
 @dataclass
@@ -277,7 +278,7 @@ def explain_image(
     box = tuple(float(v) for v in preprocess.crop_box(*image.size))
     x = preprocess(image).to(settings.device)
     with torch.no_grad():
-        probs = torch.softmax(model(x).float(), dim=1)[0].cpu()
+        probs = torch.softmax(logits_of(model(x)).float(), dim=1)[0].cpu()
     top = probs.topk(min(TOP, probs.numel()))
     top5 = [
         {"index": int(i), "label": label_of(labels, int(i)), "probability": float(p)}
@@ -425,12 +426,22 @@ class Outcome:
     summary_path: Path | None
 
 
-def applicable(model: nn.Module, settings: Settings, err_line: Callable[[str], None]) -> list[str]:
-    """The requested methods that apply to ``model``; attention methods need a transformer."""
+def applicable(
+    model: nn.Module, settings: Settings, err_line: Callable[[str], None], kind: str = "classifier"
+) -> list[str]:
+    """The requested methods that apply to ``model``; attention methods need a transformer, D-RISE a detector."""
     from ..methods.transformer import has_attention
 
     names = []
     for name in settings.methods:
+        if registry.get(name).needs_detector and kind != "detector":
+            if settings.all_methods:
+                err_line(f"note: skipping {name}: it explains a detector's detections, and this model is a {kind}")
+                continue
+            raise MethodError(
+                f"{name} explains the detections of an object detector, and this model is a {kind}",
+                "use --method rise for the same random masks on a classifier or a segmentation model",
+            )
         if registry.get(name).needs_attention and not has_attention(model):
             if settings.all_methods:
                 err_line(f"note: skipping {name}: the model has no attention layers (it is not a Vision Transformer)")
@@ -446,13 +457,12 @@ def applicable(model: nn.Module, settings: Settings, err_line: Callable[[str], N
 def check_layer(model: nn.Module, explainers: dict[str, Explainer], device: str) -> None:
     """A wrong ``--layer`` is a user error of the whole run: found before any image, not once per image."""
     from ..methods.cam import CAM
-    from ..methods.layers import resolve_layer
 
     cams = [e for e in explainers.values() if isinstance(e, CAM) and e.layer is not None]
     if not cams:
         return
     size = int(getattr(getattr(model, "preprocess", None), "size", 224))
-    resolve_layer(model, torch.zeros(1, 3, size, size, device=device), cams[0].layer)
+    cams[0].layer_grid(model, torch.zeros(1, 3, size, size, device=device))
 
 
 def run(
@@ -472,12 +482,16 @@ def run(
     from .. import __version__
 
     labels = getattr(model, "labels", None)
-    classes = num_classes(model, settings.device)
-    target_index = resolve_target(settings.target, labels, classes)
-    if settings.top_k is not None and not 1 <= settings.top_k <= classes:
-        raise TargetError(f"--top-k must be between 1 and {classes}, got {settings.top_k}", "use e.g. --top-k 3")
+    dense = settings.region.plan(model, settings) if settings.region is not None else None
+    classes, target_index = len(labels or ()), None
+    if dense is None:
+        classes = num_classes(model, settings.device)
+        target_index = resolve_target(settings.target, labels, classes)
+        if settings.top_k is not None and not 1 <= settings.top_k <= classes:
+            raise TargetError(f"--top-k must be between 1 and {classes}, got {settings.top_k}", "use e.g. --top-k 3")
+    kind = dense.kind if dense is not None else "classifier"
     explainers = {
-        name: registry.create(name, model, settings.options) for name in applicable(model, settings, err_line)
+        name: registry.create(name, model, settings.options) for name in applicable(model, settings, err_line, kind)
     }
     check_layer(model, explainers, settings.device)
 
@@ -488,7 +502,10 @@ def run(
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", UserWarning)
-                rendered = explain_image(source, model, explainers, settings, target_index, out_line)
+                if dense is not None:
+                    rendered = dense.explain_image(source, model, explainers, settings, out_line)
+                else:
+                    rendered = explain_image(source, model, explainers, settings, target_index, out_line)
             notes = captured([w for w in caught if issubclass(w.category, UserWarning)])
             for note in notes:
                 err_line(f"warning: {source.path}: {note}")
@@ -531,7 +548,7 @@ def run(
                 "baseline": o.baseline,
                 "chunk_size": o.chunk_size,
             },
-            "target": settings.target,
+            "target": settings.target if dense is None else dense.summary(),
             "alpha": settings.alpha,
             "top_k": settings.top_k,
             "evidence": settings.evidence,

@@ -37,6 +37,13 @@ def logits_of(output: object) -> Tensor:
             keys = ", ".join(repr(k) for k in output)
             first = next(iter(output), "key")
             fix = f"pick the scores with a target, e.g. saliscope.OutputTarget({first!r}) (keys: {keys})"
+        elif isinstance(output, (tuple, list)) and output and all(isinstance(d, dict) and "boxes" in d for d in output):
+            raise ModelOutputError(
+                f"the model is a detector (it returned a {kind} of detections), not a classifier",
+                "explain one of its detections with saliscope.DetectionTarget(k), or a box with"
+                " saliscope.BoxTarget(box, label)",
+                "explain one of its detections with --detection K, or a box with --box x0,y0,x1,y1",
+            )
         elif isinstance(output, (tuple, list)):
             fix = "pick the scores with a target, e.g. saliscope.OutputTarget(0), or a BoxTarget for a detector"
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -66,9 +67,16 @@ def preprocess_for(name: str) -> Preprocess:
     import torchvision
 
     try:
-        return preprocess_from_weights(torchvision.models.get_model_weights(name).DEFAULT)
+        found = preprocess_from_weights(torchvision.models.get_model_weights(name).DEFAULT)
     except (ValueError, AttributeError, KeyError):
-        return IMAGENET_PREPROCESS
+        found = IMAGENET_PREPROCESS
+    return for_detector(found) if name in torchvision.models.list_models(torchvision.models.detection) else found
+
+
+def for_detector(preprocess: Preprocess) -> Preprocess:
+    """torchvision's detectors take pixels in [0, 1] and normalise inside (``model.transform``): their model
+    space is the pixels themselves."""
+    return replace(preprocess, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
 def _fetch(name: str, weights: Any) -> None:
@@ -126,4 +134,4 @@ def build(
             f"delete {path} and try again",
         ) from exc
     categories = weights.meta.get("categories")
-    return model, preprocess_from_weights(weights), tuple(categories) if categories else None
+    return model, preprocess_for(name), tuple(categories) if categories else None

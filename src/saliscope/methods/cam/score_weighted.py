@@ -138,7 +138,7 @@ class AblationCAM(CAM):
         raise NotImplementedError  # weights come from extra passes, see map_chunk
 
     def map_chunk(self, net: nn.Module, x: Tensor, layer: LayerPass, target: BoundTarget, meter: CostMeter) -> Tensor:
-        grid = self.layer_grid(net, x)
+        grid = layer.grid if layer.grid is not None else self.layer_grid(net, x, targets=[target])
         maps = []
         for i in range(int(x.shape[0])):
             one = _repeat(target, i, 1)
