@@ -323,7 +323,7 @@ def _refusal(name: str, outs: list[Any], padded: tuple[int, int], path: str) -> 
         return f"runs {len(outs)} times per image (once per feature level), so it has no one map per image"
     out = outs[0]
     if not isinstance(out, Tensor):
-        return f"returns a {type(out).__name__}, not a spatial map"
+        return f"outputs a {type(out).__name__}, not a spatial map"
     if out.ndim != 4:
         return f"outputs shape {tuple(out.shape)}, not a spatial map"
     if int(out.shape[0]) != 1:

@@ -199,7 +199,8 @@ class CAM(Explainer):
                     raise RuntimeError(f"layer {grid.name!r} was not called in the forward pass")
                 if int(box.output.shape[0]) != n:
                     raise MethodError(
-                        f"layer {grid.name!r} returned {int(box.output.shape[0])} rows for {n} images: it runs on"
+                        f"layer {grid.name!r} returned {int(box.output.shape[0])} rows for {n} image{'s' * (n != 1)}:"
+                        " it runs on"
                         " region proposals or detections, not on whole images",
                         "read a layer on the image path (the backbone), e.g. layer=..., or a gradient method",
                         "read a layer on the image path (the backbone) with --layer, or use a gradient method",
