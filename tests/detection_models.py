@@ -86,28 +86,75 @@ _RPN = {"rpn_pre_nms_top_n_test": 50, "rpn_post_nms_top_n_test": 10, "box_detect
 _ONE_STAGE = {"detections_per_img": 5, "topk_candidates": 20, "score_thresh": 0.0}
 _RANDOM = {"weights": None, "weights_backbone": None}
 
+
+def _resnet18_fpn(p6p7: bool) -> nn.Module:
+    """The feature pyramid torchvision builds for RetinaNet / FCOS (P3-P7) or Mask / Keypoint R-CNN (P2-P6),
+    on a ResNet-18 instead of a ResNet-50: the same levels for the heads, a fraction of the cost."""
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops.feature_pyramid_network import LastLevelP6P7
+
+    if p6p7:
+        return resnet_fpn_backbone(
+            backbone_name="resnet18",
+            weights=None,
+            trainable_layers=5,
+            returned_layers=[2, 3, 4],
+            extra_blocks=LastLevelP6P7(256, 256),
+        )
+    return resnet_fpn_backbone(backbone_name="resnet18", weights=None, trainable_layers=5)
+
+
+def _mask_rcnn() -> nn.Module:
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+
+    heads = {"mask_head": MaskRCNNHeads(256, [16, 16], 1), "mask_predictor": MaskRCNNPredictor(16, 16, 3)}
+    boxes = FastRCNNPredictor(1024, 3)
+    return detection.MaskRCNN(
+        _resnet18_fpn(False), None, box_predictor=boxes, box_score_thresh=0.0, **heads, **_SMALL, **_RPN
+    )
+
+
+def _keypoint_rcnn() -> nn.Module:
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+    from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
+
+    heads = {"keypoint_head": KeypointRCNNHeads(256, [16, 16]), "keypoint_predictor": KeypointRCNNPredictor(16, 3)}
+    boxes = FastRCNNPredictor(1024, 2)
+    return detection.KeypointRCNN(
+        _resnet18_fpn(False), None, box_predictor=boxes, box_score_thresh=0.0, **heads, **_SMALL, **_RPN
+    )
+
+
+def _fcn() -> nn.Module:
+    from torchvision.models import resnet18
+    from torchvision.models._utils import IntermediateLayerGetter
+    from torchvision.models.segmentation.fcn import FCNHead
+
+    body = IntermediateLayerGetter(resnet18(), {"layer4": "out", "layer3": "aux"})
+    return torchvision.models.segmentation.FCN(body, FCNHead(512, 3), FCNHead(256, 3))
+
+
+# torchvision's own builders where they are light; for the ResNet-50 families its model classes on a ResNet-18
+# (with small mask / keypoint heads): the same classes, transforms, anchors, poolers and post-processing.
 BUILDERS = {
     "fasterrcnn_mobilenet_v3_large_320_fpn": lambda: detection.fasterrcnn_mobilenet_v3_large_320_fpn(
         **_RANDOM, num_classes=3, box_score_thresh=0.0, **_SMALL, **_RPN
     ),
-    "retinanet_resnet50_fpn": lambda: detection.retinanet_resnet50_fpn(**_RANDOM, num_classes=3, **_SMALL, **_ONE_STAGE),
-    "fcos_resnet50_fpn": lambda: detection.fcos_resnet50_fpn(**_RANDOM, num_classes=3, **_SMALL, **_ONE_STAGE),
     "ssdlite320_mobilenet_v3_large": lambda: detection.ssdlite320_mobilenet_v3_large(
         **_RANDOM, num_classes=3, **_ONE_STAGE
     ),
-    "maskrcnn_resnet50_fpn": lambda: detection.maskrcnn_resnet50_fpn(
-        **_RANDOM, num_classes=3, box_score_thresh=0.0, **_SMALL, **_RPN
-    ),
-    "keypointrcnn_resnet50_fpn": lambda: detection.keypointrcnn_resnet50_fpn(
-        **_RANDOM, num_classes=2, num_keypoints=3, box_score_thresh=0.0, **_SMALL, **_RPN
-    ),
+    "retinanet": lambda: detection.RetinaNet(_resnet18_fpn(True), 3, **_SMALL, **_ONE_STAGE),
+    "fcos": lambda: detection.FCOS(_resnet18_fpn(True), 3, **_SMALL, **_ONE_STAGE),
+    "maskrcnn": _mask_rcnn,
+    "keypointrcnn": _keypoint_rcnn,
 }
 
 SEGMENTERS = {
     "deeplabv3_mobilenet_v3_large": lambda: torchvision.models.segmentation.deeplabv3_mobilenet_v3_large(
         **_RANDOM, num_classes=3, aux_loss=True
     ),
-    "fcn_resnet50": lambda: torchvision.models.segmentation.fcn_resnet50(**_RANDOM, num_classes=3, aux_loss=True),
+    "fcn": _fcn,
     "lraspp_mobilenet_v3_large": lambda: torchvision.models.segmentation.lraspp_mobilenet_v3_large(
         **_RANDOM, num_classes=3
     ),
@@ -115,13 +162,37 @@ SEGMENTERS = {
 
 
 def build(name: str, seed: int = 0) -> nn.Module:
-    """A torchvision detector or segmenter with random weights drawn from ``seed``, in eval mode."""
+    """A torchvision detector or segmenter with random weights drawn from ``seed``, in eval mode.
+
+    SSDlite's randomly initialised backbone (MobileNet-V3 with its batch norms) gives the heads the same
+    features everywhere, so every box scores 1/3 whatever the image; its backbone gets :func:`lively`
+    weights instead, which carry the image through."""
     table = {**BUILDERS, **SEGMENTERS}
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return table[name]().eval()
+        model = table[name]().eval()
+    if name.startswith("ssdlite"):
+        lively(model.get_submodule("backbone"), seed)
+    return model
 
 
 def photos(n: int = 2, height: int = 56, width: int = 72, seed: int = 0) -> Tensor:
     """``(n, 3, height, width)`` pixels in [0, 1], as torchvision's detectors take them."""
     return torch.rand(n, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+def lively(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random weights that carry a signal through a deep net: every convolution and linear layer drawn with
+    variance 2 / fan_in, every batch norm the identity. torchvision's own random initialisation is for
+    training (heads near zero, a prior on the classifier): with it most scores are the same for any image."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.BatchNorm2d):
+                module.reset_parameters()
+    return model

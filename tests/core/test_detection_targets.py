@@ -56,7 +56,7 @@ def test_detection_beyond_the_detections_says_how_many_there_are():
     with pytest.raises(TargetError, match=r"detection 3 asked for, but the detector found 3 \(0..2\)") as info:
         ss.DetectionTarget(3).bind([CLEAN[0]], 1)
     assert info.value.cli_fix == "use --detection 0..2"
-    with pytest.raises(TargetError, match="found nothing in image 1.*box_score_thresh"):
+    with pytest.raises(TargetError, match=r"found nothing in image 1.*box_score_thresh"):
         ss.DetectionTarget(0).bind([CLEAN[0], detections([])[0]], 2)
     with pytest.raises(TargetError, match="counts from 0"):
         ss.DetectionTarget(-1)
@@ -94,10 +94,16 @@ def test_box_iou_by_hand():
     a = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
     b = torch.tensor([[5.0, 5.0, 15.0, 15.0], [20.0, 20.0, 30.0, 30.0], [0.0, 0.0, 10.0, 10.0]])
     torch.testing.assert_close(box_iou(a, b), torch.tensor([[25 / 175, 0.0, 1.0]]))
+    # a box clipped to zero width matches itself moved by a rounding error: it counts as one pixel wide
+    line = torch.tensor([[28.0, 28.0, 28.0, 30.0]])
+    torch.testing.assert_close(
+        box_iou(line, line + torch.tensor([0.0, 0.0, 0.0, 1e-4])), torch.tensor([[1.0]]), atol=1e-4, rtol=0
+    )
+    torch.testing.assert_close(box_iou(line, torch.tensor([[28.0, 29.0, 28.0, 31.0]])), torch.tensor([[1 / 3]]))
 
 
 def test_a_class_target_on_a_detector_names_the_detection_targets():
-    with pytest.raises(ModelOutputError, match="is a detector.*DetectionTarget") as info:
+    with pytest.raises(ModelOutputError, match=r"is a detector.*DetectionTarget") as info:
         ss.Gradient(PatchDetector()).explain(patch_images(1))  # the predicted class
     assert "--detection K" in info.value.cli_fix
     with pytest.raises(ModelOutputError, match="needs a detector's output"):

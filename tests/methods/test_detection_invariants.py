@@ -15,7 +15,7 @@ from saliscope import registry
 from saliscope.core.detection_targets import BoundDetections
 from saliscope.registry import MethodOptions
 
-OPTIONS = MethodOptions(seed=3, n_samples=3, n_steps=4, baseline="zero", n_perturbations=16, n_superpixels=8)
+OPTIONS = MethodOptions(seed=3, n_samples=3, n_steps=4, baseline="zero", n_perturbations=16, n_superpixels=8, window=8)
 METHODS = [name for name in registry.available() if not registry.get(name).needs_attention]
 
 

@@ -317,11 +317,12 @@ def _as_list(features: Any) -> list[Any]:
 
 def _refusal(name: str, outs: list[Any], padded: tuple[int, int], path: str) -> str | None:
     """Why a CAM cannot read the module ``name`` (None when it can)."""
-    if not name.startswith(path):
-        return "is not on the image path (its batch is not the images: it runs on region proposals or detections)"
     if len(outs) > 1:
         return f"runs {len(outs)} times per image (once per feature level), so it has no one map per image"
     out = outs[0]
+    if not name.startswith(path):
+        rows = f" (it returns {int(out.shape[0])} rows for one image)" if isinstance(out, Tensor) and out.ndim else ""
+        return f"is not on the image path: it runs on region proposals or detections{rows}"
     if not isinstance(out, Tensor):
         return f"outputs a {type(out).__name__}, not a spatial map"
     if out.ndim != 4:

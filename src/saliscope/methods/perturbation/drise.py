@@ -3,6 +3,7 @@ Detectors via Saliency Maps", CVPR 2021)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...core.cost import CostMeter
-from ...core.detection_targets import BoundDetections, box_iou, detections_of
+from ...core.detection_targets import BoundDetections, detections_of, paired_iou
 from ...core.errors import InputError, TargetError
 from ...core.targets import BoundTarget
 from ..base import Attribution, Precision
@@ -154,40 +155,45 @@ class Similarity(BoundTarget):
         return Similarity(self.reference.take(rows), self.classes)
 
     def __call__(self, output: object) -> Tensor:
+        """``(N,)``: each image's best ``IoU · cos · objectness`` over its detections (0 when it has none);
+        all the detections of a chunk are scored at once."""
         ref = self.reference
         found = detections_of(output, ref.batch_size)
-        weights = []
-        for b, det in enumerate(found):
-            boxes = det["boxes"].detach().float()
-            if boxes.shape[0] == 0:
-                weights.append(torch.zeros((), device=boxes.device))
-                continue
-            iou = box_iou(ref.boxes[b].to(boxes.device).view(1, 4), boxes).view(-1)
-            cos = self._cosine(b, det, boxes.device)
-            objectness = det["objectness"].detach().float() if "objectness" in det else 1.0
-            weights.append((iou * cos * objectness).max())
-        return torch.stack(weights).float()
+        counts = torch.tensor([int(d["boxes"].shape[0]) for d in found])
+        device = found[0]["boxes"].device if found else torch.device("cpu")
+        weights = torch.zeros(ref.batch_size, device=device)
+        if int(counts.sum()) == 0:
+            return weights
+        owner = torch.repeat_interleave(torch.arange(ref.batch_size), counts).to(device)
+        boxes = torch.cat([d["boxes"].detach().float() for d in found])
+        labels = torch.cat([d["labels"].detach() for d in found]).to(device)
+        scores = torch.cat([d["scores"].detach().float() for d in found])
+        iou = paired_iou(ref.boxes.to(device)[owner], boxes)
+        similarity = iou * self._cosine(found, owner, labels, scores)
+        if all("objectness" in d for d in found):
+            similarity = similarity * torch.cat([d["objectness"].detach().float() for d in found])
+        return weights.scatter_reduce(0, owner, similarity, reduce="amax", include_self=True)
 
-    def _cosine(self, b: int, det: Any, device: torch.device) -> Tensor:
+    def _cosine(self, found: Sequence[Any], owner: Tensor, labels: Tensor, scores: Tensor) -> Tensor:
+        """``cos(P_t, P_j)`` for every detection ``j`` against its image's reference ``t``."""
         ref = self.reference
-        labels = det["labels"].detach().to(device)
-        label = ref.labels[b].to(device)
-        probs = det.get("class_probs")
-        k = self.classes
-        if k is None and probs is None:
-            return (labels == label).float()
-        if probs is None or not isinstance(probs, Tensor):
-            k = max(int(k or 0), int(labels.max()) + 1, int(label) + 1)
-            probs = _spread(labels, det["scores"].detach().float(), k)
-        probs = probs.detach().float().to(device)
+        device = labels.device
+        mine = ref.labels.to(device)[owner]
+        if all(isinstance(d.get("class_probs"), Tensor) for d in found):
+            probs = torch.cat([d["class_probs"].detach().float() for d in found])
+        elif self.classes is None:
+            return (labels == mine).float()
+        else:
+            k = max(self.classes, int(labels.max()) + 1, int(ref.labels.max()) + 1)
+            probs = _spread(labels, scores, k)
         k = int(probs.shape[1])
         if ref.class_probs is not None and ref.class_probs.shape[1] == k:
-            mine = ref.class_probs[b].to(device).view(1, k)
+            reference = ref.class_probs.to(device).float()
         elif ref.scores is not None:
-            mine = _spread(label.view(1), ref.scores[b].to(device).view(1).float(), k)
+            reference = _spread(ref.labels.to(device), ref.scores.to(device).float(), k)
         else:
-            mine = F.one_hot(label.view(1).clamp(max=k - 1), k).float()
-        return F.cosine_similarity(probs, mine.expand_as(probs), dim=1)
+            reference = F.one_hot(ref.labels.to(device).clamp(max=k - 1), k).float()
+        return F.cosine_similarity(probs, reference[owner], dim=1)
 
 
 def _spread(labels: Tensor, scores: Tensor, k: int) -> Tensor:
