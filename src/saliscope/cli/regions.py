@@ -101,6 +101,8 @@ class Dense:
 
     def _detection(self, model: nn.Module, photo: Image.Image, say: Callable[[str], None], path: str) -> Prepared:
         labels = getattr(model, "labels", None)
+        if self.request.box is not None:
+            targets.check_inside(self.request.box, photo.size, "--box")
         scale = min(1.0, MAX_SIDE / max(photo.size))
         x = self._input(model, photo, scale)
         sx, sy = x.shape[-1] / photo.width, x.shape[-2] / photo.height
@@ -111,8 +113,8 @@ class Dense:
         found: list[dict[str, Any]] = []
         for rank, j in enumerate(order):
             corners = [float(v) for v in det["boxes"][j].detach().cpu()]
-            shown_box = [round(corners[0] / sx, 1), round(corners[1] / sy, 1), round(corners[2] / sx, 1)]
-            shown_box.append(round(corners[3] / sy, 1))
+            shown_box = [round(corners[0] / sx, 2), round(corners[1] / sy, 2), round(corners[2] / sx, 2)]
+            shown_box.append(round(corners[3] / sy, 2))
             c = int(det["labels"][j])
             score = float(det["scores"][j])
             found.append({"rank": rank, "label": label_of(labels, c), "class": c, "score": score, "box": shown_box})
@@ -127,7 +129,6 @@ class Dense:
         index: int = 0 if request.detection is None else request.detection
         target: BoxTarget | DetectionTarget
         if request.box is not None:
-            targets.check_inside(request.box, photo.size, "--box")
             box = (request.box[0] * sx, request.box[1] * sy, request.box[2] * sx, request.box[3] * sy)
             label = None if request.label is None else targets.label_index(request.label, labels, classes)
             target = BoxTarget(box, label)
@@ -153,7 +154,8 @@ class Dense:
         clean = None if bound.scores is None else float(bound.scores[0])
         what = f"detection {index}" if isinstance(target, DetectionTarget) else "the box"
         shown = "" if clean is None else f" ({clean:.1%})"
-        say(f"  explaining {what}: {label_of(labels, c)}{shown} at {','.join(f'{v:.0f}' for v in photo_box)}")
+        corners = ",".join(f"{v:.0f}" for v in (round(v, 2) for v in photo_box))
+        say(f"  explaining {what}: {label_of(labels, c)}{shown}, box {corners}")
         explained: dict[str, Any] = {
             "kind": "detection" if isinstance(target, DetectionTarget) else "box",
             "detection": index if isinstance(target, DetectionTarget) else None,
@@ -168,6 +170,7 @@ class Dense:
 
     def _segmentation(self, model: nn.Module, photo: Image.Image, say: Callable[[str], None], path: str) -> Prepared:
         labels = getattr(model, "labels", None)
+        mask, region = self._region(photo)  # a bad --mask / --region fails before any work
         resize = int(getattr(getattr(model, "preprocess", None), "resize", 0) or min(photo.size))
         x = self._input(model, photo, resize / min(photo.size))
         with explaining(model), torch.no_grad():
@@ -177,7 +180,7 @@ class Dense:
         counts = torch.bincount(predicted.flatten(), minlength=int(maps.shape[1])).double() / predicted.numel()
         order = [int(c) for c in counts.argsort(descending=True, stable=True) if counts[c] > 0]
         classes = int(maps.shape[1])
-        say(f"{path}  ({photo.width}x{photo.height}): {len(order)} classes found")
+        say(f"{path}  ({photo.width}x{photo.height}): {len(order)} class{'es' * (len(order) != 1)} found")
         for rank, c in enumerate(order[:SHOWN]):
             say(f"  {rank + 1}. {label_of(labels, c)[:32]:<32} {float(counts[c]):7.1%} of the image")
         request = self.request
@@ -186,7 +189,6 @@ class Dense:
         else:
             named = [c for c in order if label_of(labels, c).strip().lower() not in _BACKGROUND]
             index = (named or order)[0]
-        mask, region = self._region(photo)
         target = SegmentationTarget(index, None if mask is None else _resized_mask(mask, tuple(x.shape[-2:])))
         try:
             bound = target.bind(output, 1)

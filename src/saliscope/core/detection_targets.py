@@ -217,9 +217,9 @@ class BoxTarget(Target):
             best = int(iou.argmax()) if iou.numel() else -1
             if best < 0 or float(iou[best]) < self.iou_threshold:
                 near = f"the best IoU is {float(iou[best]):.2f}" if best >= 0 else "the detector found nothing"
+                corners = ", ".join(_num(v) for v in ref.tolist())
                 raise TargetError(
-                    f"no detection of image {b} overlaps the box {[_num(v) for v in ref.tolist()]} ({near},"
-                    f" below {self.iou_threshold:g})",
+                    f"no detection of image {b} overlaps the box ({corners}) ({near}, below {self.iou_threshold:g})",
                     "pass label= to explain the box for a class, or a box around one of the detections",
                     "add --label NAME|INDEX to explain the box for a class, or draw the box around a detection",
                 )

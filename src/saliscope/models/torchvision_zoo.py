@@ -62,6 +62,17 @@ def preprocess_from_weights(weights: Any) -> Preprocess:
     return Preprocess(size, max(size, int(resize[0]) if resize else size), interpolation, mean, std)
 
 
+def _categories(name: str) -> tuple[str, ...] | None:
+    """The class names of ``name``'s default weights (offline metadata), for a model built without them."""
+    import torchvision
+
+    try:
+        categories = torchvision.models.get_model_weights(name).DEFAULT.meta.get("categories")
+    except (ValueError, AttributeError, KeyError):
+        return None
+    return tuple(categories) if categories else None
+
+
 def preprocess_for(name: str) -> Preprocess:
     """The preprocessing of ``name``'s default weights (their metadata is offline), else ImageNet's."""
     import torchvision
@@ -122,7 +133,7 @@ def build(
                 f"cannot build torchvision:{name} ({describe(exc)})",
                 "pick an image classifier from torchvision.models.list_models(torchvision.models)",
             ) from exc
-        return model, preprocess_for(name), None
+        return model, preprocess_for(name), _categories(name) if num_classes is None else None
     weights = _weights(name)
     _fetch(name, weights)
     try:
