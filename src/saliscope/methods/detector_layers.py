@@ -203,8 +203,11 @@ class DenseLayers:
     def plan(self, targets: list[BoundTarget]) -> list[LayerPart]:
         """How to run a CAM over ``targets``: one part when every box needs the same level, else one part per
         target and level, on the rows that need it."""
-        per_target = [self.level_for(target_boxes(t)) for t in targets]
-        every = {lv for levels in per_target for lv in levels}
+        per_target = []
+        for t in targets:
+            boxes = target_boxes(t)
+            per_target.append(self.level_for(boxes) if boxes is not None else self.level_for(None) * t.batch_size)
+        every = {lv for levels in per_target for lv in levels} or set(self.level_for(None))
         if len(every) == 1:
             (level,) = every
             return [LayerPart(self._grid(level), tuple(range(len(targets))))]

@@ -198,10 +198,10 @@ class CAM(Explainer):
                 if box.output is None:
                     raise RuntimeError(f"layer {grid.name!r} was not called in the forward pass")
                 if int(box.output.shape[0]) != n:
+                    rows, images = int(box.output.shape[0]), f"{n} image{'s' * (n != 1)}"
                     raise MethodError(
-                        f"layer {grid.name!r} returned {int(box.output.shape[0])} rows for {n} image{'s' * (n != 1)}:"
-                        " it runs on"
-                        " region proposals or detections, not on whole images",
+                        f"layer {grid.name!r} returned {rows} rows for {images}: it runs on region proposals or"
+                        " detections, not on whole images",
                         "read a layer on the image path (the backbone), e.g. layer=..., or a gradient method",
                         "read a layer on the image path (the backbone) with --layer, or use a gradient method",
                     )
