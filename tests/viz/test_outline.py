@@ -39,7 +39,8 @@ def test_a_region_is_outlined_and_follows_a_shrunk_copy():
 
 def test_the_panel_draws_the_outline_on_the_photo_and_every_map():
     photo = Image.new("RGB", (120, 80), (90, 90, 90))
-    maps = [("a", np.random.default_rng(0).random((80, 120)), False), ("b", np.linspace(-1, 1, 9600).reshape(80, 120), True)]
+    ramp = np.linspace(-1, 1, 9600).reshape(80, 120)
+    maps = [("a", np.random.default_rng(0).random((80, 120)), False), ("b", ramp, True)]
     with_box = panel(photo, maps, outline=Outline((120, 80), box=(10.0, 10.0, 60.0, 50.0)), dpi=50)
     without = panel(photo, maps, dpi=50)
     for figure in (with_box, without):
