@@ -53,9 +53,14 @@ class DRISE(RISE):
         grid: cells per side of the low-resolution masks (the paper: 16).
         p: probability that a cell is kept.
         seed: seeds the masks; None draws a seed, recorded in the explanation's params.
-        num_classes: K for the class-probability vectors; None reads it from the model (its ``labels``, or
-            the class count of a torchvision detector's head).
-        centre, replacement, value, blur_sigma, progress: see :class:`RISE`.
+        num_classes: K for the class-probability vectors; None reads it from the model (the class count of
+            a torchvision detector's head, else its ``labels``).
+        centre: subtract the mean weight first (see :class:`RISE`).
+        replacement: what hidden pixels become (see :class:`PerturbationExplainer`; the paper multiplies by
+            the mask, i.e. ``replacement="constant", value=<black>``: 0 for torchvision's detectors).
+        value: the constant for ``replacement="constant"``.
+        blur_sigma: the blur's standard deviation in pixels for ``replacement="blur"``.
+        progress: ``True`` shows a tqdm bar, ``False`` never; ``None`` only for long runs on a terminal.
     """
 
     name: ClassVar[str] = "drise"
