@@ -238,11 +238,17 @@ def probe(model: nn.Module, x: Tensor) -> DenseLayers | None:
     kind, family, prefix = found
     inner = model.get_submodule(prefix[:-1]) if prefix else model
     names = {id(m): n for n, m in model.named_modules() if n}
-    outputs: dict[str, list[Any]] = {}
+    # What each call returned: its identity, shape and type, never the tensor (a detector's activations at
+    # full resolution would take gigabytes). A level's producer is the last call that returned an object with
+    # its identity: from its creation on, the level is alive, so no other tensor can share it.
+    outputs: dict[str, list[_Out]] = {}
+    order: list[tuple[str, int]] = []
     seen: dict[str, Any] = {}
 
     def record(module: nn.Module, _args: Any, output: Any) -> None:
-        outputs.setdefault(names[id(module)], []).append(output)
+        name = names[id(module)]
+        outputs.setdefault(name, []).append(_Out.of(output))
+        order.append((name, id(output)))
 
     def backbone_in(_module: nn.Module, args: Any) -> None:
         seen["padded"] = tuple(args[0].shape[-2:])
@@ -272,10 +278,10 @@ def probe(model: nn.Module, x: Tensor) -> DenseLayers | None:
     refused: dict[str, str] = {}
     for name, outs in outputs.items():
         why = _refusal(name, outs, padded, path if kind == "detector" else prefix)
-        if why is None:
-            out = outs[0]
-            grids[name] = DenseLayerGrid(name, "nchw", (int(out.shape[-2]), int(out.shape[-1])), extent=extent)
-        else:
+        shape = outs[0].shape
+        if why is None and shape is not None:
+            grids[name] = DenseLayerGrid(name, "nchw", (shape[-2], shape[-1]), extent=extent)
+        elif why is not None:
             refused[name] = why
     for name, _module in model.named_modules():
         if name and name not in outputs:
@@ -287,10 +293,10 @@ def probe(model: nn.Module, x: Tensor) -> DenseLayers | None:
         if not isinstance(tensor, Tensor) or tensor.ndim != 4:
             continue
         # the outermost module returning this very tensor (a parent's hook runs after its children's)
-        layer = None
-        for name, outs in outputs.items():
-            if name in grids and outs[0] is tensor:
-                layer = name
+        made = [name for name, identity in order if identity == id(tensor)]
+        layer = made[-1] if made and made[-1] in grids else None
+        if layer is not None and outputs[layer][0].shape != tuple(tensor.shape):
+            layer = None  # an earlier, freed tensor that had the same identity
         stride = 2.0 ** round(math.log2(resized[0] / int(tensor.shape[-2])))
         levels.append(Level(str(key), layer, stride, _object_size(inner, family, i, stride, resized)))
     for level in levels:
@@ -318,26 +324,40 @@ def _as_list(features: Any) -> list[Any]:
     return list(features) if isinstance(features, (list, tuple)) else []
 
 
-def _refusal(name: str, outs: list[Any], padded: tuple[int, int], path: str) -> str | None:
+@dataclass(frozen=True)
+class _Out:
+    """One call's output as the probe keeps it: its type and, for a tensor, its shape."""
+
+    kind: str
+    shape: tuple[int, ...] | None
+
+    @staticmethod
+    def of(output: Any) -> _Out:
+        if isinstance(output, Tensor):
+            return _Out("Tensor", tuple(int(v) for v in output.shape))
+        return _Out(type(output).__name__, None)
+
+
+def _refusal(name: str, outs: list[_Out], padded: tuple[int, int], path: str) -> str | None:
     """Why a CAM cannot read the module ``name`` (None when it can)."""
     if len(outs) > 1:
         return f"runs {len(outs)} times per image (once per feature level), so it has no one map per image"
-    out = outs[0]
+    shape = outs[0].shape
     if not name.startswith(path):
-        rows = f" (it returns {int(out.shape[0])} rows for one image)" if isinstance(out, Tensor) and out.ndim else ""
+        rows = f" (it returns {shape[0]} rows for one image)" if shape else ""
         return f"is not on the image path: it runs on region proposals or detections{rows}"
-    if not isinstance(out, Tensor):
-        return f"outputs a {type(out).__name__}, not a spatial map"
-    if out.ndim != 4:
-        return f"outputs shape {tuple(out.shape)}, not a spatial map"
-    if int(out.shape[0]) != 1:
-        return f"returns {int(out.shape[0])} rows for one image: it runs on region proposals, not on the image"
-    h, w = int(out.shape[-2]), int(out.shape[-1])
+    if shape is None:
+        return f"outputs a {outs[0].kind}, not a spatial map"
+    if len(shape) != 4:
+        return f"outputs shape {shape}, not a spatial map"
+    if shape[0] != 1:
+        return f"returns {shape[0]} rows for one image: it runs on region proposals, not on the image"
+    h, w = shape[-2], shape[-1]
     if h * w <= 1 or h > padded[0] or w > padded[1]:
-        return f"outputs shape {tuple(out.shape)}, not a spatial map of the image"
+        return f"outputs shape {shape}, not a spatial map of the image"
     sy, sx = padded[0] / h, padded[1] / w
     if abs(sy - sx) > 0.25 * max(sy, sx) + 1.0:
-        return f"outputs shape {tuple(out.shape)}, not a spatial map of the image"
+        return f"outputs shape {shape}, not a spatial map of the image"
     return None
 
 
