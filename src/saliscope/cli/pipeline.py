@@ -18,6 +18,11 @@ and a write that fails part-way removes the image's files already written (and a
                                              "files": {"png", "npy"}}]}],
                  "warnings": [...]}],
      "failures": [{"path", "error"}]}
+
+For a detector or a segmentation model (``cli/regions.py``) ``"target"`` is the target options given
+(``{"kind": "detector", "detection": 0}``), and each image has ``"input_size"``, ``"detections": [{"rank",
+"label", "class", "score", "box"}]`` (or ``"classes": [{"class", "label", "area"}]``) and ``"explained":
+[{"target": {"kind", "box" | "region", "class", "label", ...}, "panel", "methods"}]``.
 """
 
 from __future__ import annotations
