@@ -35,6 +35,8 @@ def main() -> int:
         f" torch {torch.__version__}"
     )
     for name in registry.available():
+        if registry.get(name).needs_detector:
+            continue  # D-RISE explains a detector's detections, not this classifier's classes
         cpu = registry.create(name, model, options).explain(x, target="predicted")
         gpu = registry.create(name, gpu_model, options).explain(x.to(args.device), target="predicted")
         a, b = cpu.attributions, gpu.attributions.cpu()

@@ -14,9 +14,10 @@ from . import metrics
 from .core.cost import Cost
 from .core.errors import SaliscopeError
 from .core.explanation import Explanation
-from .core.output_targets import BoxTarget, EmbeddingTarget, OutputTarget, SegmentationTarget
+from .core.output_targets import BoxTarget, DetectionTarget, EmbeddingTarget, OutputTarget, SegmentationTarget
 from .core.targets import BoundClasses, BoundTarget, ClassTarget, PredictedClass, Target, top_k_targets
 from .methods import (
+    DRISE,
     LIME,
     RISE,
     Explainer,
@@ -71,6 +72,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CAM",
+    "DRISE",
     "LIME",
     "RISE",
     "AblationCAM",
@@ -80,6 +82,7 @@ __all__ = [
     "BoxTarget",
     "ClassTarget",
     "Cost",
+    "DetectionTarget",
     "EigenCAM",
     "EmbeddingTarget",
     "Explainer",

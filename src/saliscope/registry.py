@@ -65,6 +65,7 @@ class MethodSpec:
     summary: str
     build: Callable[[nn.Module, MethodOptions], Explainer]
     needs_attention: bool = False  # only for Vision Transformers (attention rollout)
+    needs_detector: bool = False  # only for object detectors (D-RISE)
 
 
 def _baseline(model: nn.Module, options: MethodOptions) -> str:
@@ -222,7 +223,7 @@ register(
 
 
 # perturbation methods
-from .methods.perturbation import LIME, RISE, KernelSHAP, Occlusion  # noqa: E402
+from .methods.perturbation import DRISE, LIME, RISE, KernelSHAP, Occlusion  # noqa: E402
 
 
 def _counted(o: MethodOptions, name: str) -> dict[str, Any]:
@@ -263,5 +264,14 @@ register(
         "KernelSHAP",
         "Shapley values of superpixels by regression (Lundberg 2017)",
         lambda m, o: KernelSHAP(m, n_superpixels=o.n_superpixels, **_counted(o, "n_samples"), **_random(o)),
+    )
+)
+register(
+    MethodSpec(
+        "drise",
+        "D-RISE",
+        "random masks weighted by detection similarity (Petsiuk 2021)",
+        lambda m, o: DRISE(m, **_counted(o, "n_masks"), **_random(o)),
+        needs_detector=True,
     )
 )

@@ -134,10 +134,14 @@ class Explorer:
     # ----- methods --------------------------------------------------------------------------------------
 
     def _applicable(self) -> list[str]:
-        from ..methods.transformer import has_attention
+        from ..methods.attention import refusal
 
-        attention = has_attention(self.model)
-        return [n for n in registry.available() if attention or not registry.get(n).needs_attention]
+        attention = refusal(self.model) is None
+        return [
+            n
+            for n in registry.available()
+            if (attention or not registry.get(n).needs_attention) and not registry.get(n).needs_detector
+        ]
 
     def titled_methods(self) -> list[tuple[str, str]]:
         """``(title, name)`` of every method that applies to the model."""

@@ -242,7 +242,7 @@ def _method_options(f: F, default: str) -> F:
             type=click.IntRange(min=1),
             default=None,
             metavar="N",
-            help="RISE masks / LIME and KernelSHAP samples (default: 2000 / 1000 / 1000).",
+            help="RISE / D-RISE masks, LIME and KernelSHAP samples (default: 2000 / 4000 / 1000 / 1000).",
         ),
         click.option(
             "--superpixels",

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from .common import build_settings, load_cli_model, methods_option, model_options
+from .targets import target_options
 
 
 @click.command()
@@ -38,6 +39,7 @@ from .common import build_settings, load_cli_model, methods_option, model_option
     show_default=True,
     help="Output folder.",
 )
+@target_options
 @methods_option("all")
 def compare(
     image: str, model_spec: str | None, arch: str | None, target: str, timing_runs: int, out: Path, **options: Any
@@ -50,6 +52,9 @@ def compare(
     warm-up call, or the first call alone for a method taking 1 s or more.
 
     Writes OUT/compare.png (maps over the chart), OUT/compare.html (self-contained) and OUT/compare.json.
+
+    Detectors and segmentation models take the target options of `saliscope explain` (--detection,
+    --box, --label, --mask, --region); every row then judges the maps of that detection or region.
     """
     import time
 
@@ -61,33 +66,48 @@ def compare(
     from ..viz import panel, save_json, save_png
     from ..viz.files import atomic_write
     from ..viz.scorecard import figure_png, scorecard_figure, scorecard_html, stacked
-    from . import pipeline
+    from . import pipeline, regions, targets
 
     began = time.perf_counter()
+    region = regions.Planner(targets.request(options, target=target))
     settings = build_settings(options, out=out, target=target, model_spec=model_spec)
     source = pipeline.preread(pipeline.file_sources([image])[0])
     model = load_cli_model(model_spec, arch, settings.device)
     labels = getattr(model, "labels", None)
-    target_index = pipeline.resolve_target(settings.target, labels, pipeline.num_classes(model, settings.device))
-    names = pipeline.applicable(model, settings, lambda line: click.echo(line, err=True))
+    dense = region.plan(model, settings)
+    if dense is None:
+        target_index = pipeline.resolve_target(settings.target, labels, pipeline.num_classes(model, settings.device))
+    kind = "classifier" if dense is None else dense.kind
+    names = pipeline.applicable(model, settings, lambda line: click.echo(line, err=True), kind)
     explainers = {name: registry.create(name, model, settings.options) for name in names}
     pipeline.check_layer(model, explainers, settings.device)
 
     photo = source.read()
-    preprocess = model.preprocess
-    box = tuple(float(v) for v in preprocess.crop_box(*photo.size))
-    x = preprocess(photo).to(settings.device)
-    with torch.no_grad():
-        probs = torch.softmax(logits_of(model(x)).float(), dim=1)[0].cpu()
-    cls = int(probs.argmax()) if target_index is None else target_index
-    label = pipeline.label_of(labels, cls)
-    click.echo(f"{source.path}: explaining class {cls} '{label}' ({float(probs[cls]):.1%}) with {len(names)} methods")
+    if dense is None:
+        preprocess = model.preprocess
+        box: tuple[float, float, float, float] | None = preprocess.crop_box(*photo.size)
+        x = preprocess(photo).to(settings.device)
+        with torch.no_grad():
+            probs = torch.softmax(logits_of(model(x)).float(), dim=1)[0].cpu()
+        cls = int(probs.argmax()) if target_index is None else target_index
+        label = pipeline.label_of(labels, cls)
+        explained: Any = cls
+        outline = None
+        heading = f"{Path(source.path).name}: {label} ({float(probs[cls]):.1%})"
+        head = {"image": source.path, "class": cls, "label": label, "probability": float(probs[cls])}
+        shown = f"class {cls} '{label}' ({float(probs[cls]):.1%})"
+        click.echo(f"{source.path}: explaining {shown} with {len(names)} methods")
+    else:
+        ready = dense.prepare(model, photo, click.echo, source.path)
+        x, explained, outline, heading, box = ready.x, ready.target, ready.outline, ready.heading, None
+        head = {"image": source.path, "target": ready.explained, **ready.found}
+        click.echo(f"  with {len(names)} methods")
 
     result = compare_methods(
         model,
         x,
         explainers,
-        cls,
+        explained,
         timing_runs=timing_runs,
         evidence=settings.evidence,
         seed=settings.options.seed or 0,
@@ -98,8 +118,7 @@ def compare(
     titles = [registry.get(r.name).title for r in result.results]
     views = [r.scored_on for r in result.results]
     columns = [(title, r.shown_map()[0, 0], r.view.signed) for r, title in zip(result.results, titles, strict=True)]
-    heading = f"{Path(source.path).name}: {label} ({float(probs[cls]):.1%})"
-    maps = panel(photo, columns, crop_box=box, title=heading, alpha=settings.alpha)
+    maps = panel(photo, columns, crop_box=box, title=heading, alpha=settings.alpha, outline=outline)
     flags = [(registry.get(m).title, s, line) for m, s, line in result.flags()]
     notes = [
         "Every row judges one map per method, the one the maps figure shows: "
@@ -128,7 +147,7 @@ def compare(
         flags=flags,
         notes=notes,
     )
-    record = {"image": source.path, "class": cls, "label": label, "probability": float(probs[cls]), **result.as_dict()}
+    record = {**head, **result.as_dict()}
 
     _print_table(titles, result.rows())
     click.echo(notes[0])

@@ -17,6 +17,7 @@ from .common import (
     model_options,
     run_sources,
 )
+from .targets import target_options
 
 DEMO_METHODS = "gradient,smoothgrad,integrated-gradients,gradcam"
 
@@ -39,6 +40,7 @@ DEMO_METHODS = "gradient,smoothgrad,integrated-gradients,gradcam"
     metavar="K",
     help="Explain each of the K best-ranked classes (files named <method>-top<k>.*).",
 )
+@target_options
 @click.option(
     "--out",
     "-o",
@@ -71,12 +73,19 @@ def explain(
     For each image, prints the top-5 classes and writes to OUT/<image name>/: <method>.png (the map over
     the photo), <method>.npy (raw attributions, C×H×W float32) and panel.png (all methods side by side);
     then OUT/summary.json. With --check, also each map's verdicts and OUT/index.html.
+
+    Detectors (e.g. --model torchvision:fasterrcnn_mobilenet_v3_large_320_fpn): prints the detections and
+    explains one, --detection K or --box x0,y0,x1,y1 [--label NAME]; segmentation models: --label NAME over
+    --mask MASK.png or --region x0,y0,x1,y1. The box or region is drawn on every map.
     """
-    from . import pipeline
+    from . import pipeline, regions, targets
 
     if top_k is not None and target.strip().lower() not in ("predicted", "top1", "top-1"):
         raise click.UsageError("--top-k explains the top classes; it cannot be combined with --target")
-    settings = build_settings(options, out=out, target=target, top_k=top_k, model_spec=model_spec, check=check)
+    region = regions.Planner(targets.request(options, target=target, top_k=top_k))
+    settings = build_settings(
+        options, out=out, target=target, top_k=top_k, model_spec=model_spec, check=check, region=region
+    )
     sources = pipeline.file_sources(images)
     if len(sources) == 1:
         sources = [pipeline.preread(sources[0])]  # a bad lone image fails before the model loads

@@ -18,6 +18,11 @@ and a write that fails part-way removes the image's files already written (and a
                                              "files": {"png", "npy"}}]}],
                  "warnings": [...]}],
      "failures": [{"path", "error"}]}
+
+For a detector or a segmentation model (``cli/regions.py``) ``"target"`` is the target options given
+(``{"kind": "detector", "detection": 0}``), and each image has ``"input_size"``, ``"detections": [{"rank",
+"label", "class", "score", "box"}]`` (or ``"classes": [{"class", "label", "area"}]``) and ``"explained":
+[{"target": {"kind", "box" | "region", "class", "label", ...}, "panel", "methods"}]``.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ class Settings:
     all_methods: bool = False  # --method all: skip methods that do not apply to the model
     check: bool = False  # judge every map (trust.check_view), print the verdicts and write OUT/index.html
     page_title: str = "saliscope: maps and their verdicts"
+    region: Any = None  # explain: a cli.regions.Planner (detectors and segmentation models), or None
 
 
 @dataclass
@@ -454,13 +460,23 @@ class Outcome:
     summary_path: Path | None
 
 
-def applicable(model: nn.Module, settings: Settings, err_line: Callable[[str], None]) -> list[str]:
+def applicable(
+    model: nn.Module, settings: Settings, err_line: Callable[[str], None], kind: str = "classifier"
+) -> list[str]:
     """The requested methods that apply to ``model``; attention methods need a transformer whose attention is
-    one global matrix over the image tokens."""
+    one global matrix over the image tokens, D-RISE a detector."""
     from ..methods.attention import refusal
 
     names = []
     for name in settings.methods:
+        if registry.get(name).needs_detector and kind != "detector":
+            if settings.all_methods:
+                err_line(f"note: skipping {name}: it explains a detector's detections, and this model is a {kind}")
+                continue
+            raise MethodError(
+                f"{name} explains the detections of an object detector, and this model is a {kind}",
+                "use --method rise for the same random masks on a classifier or a segmentation model",
+            )
         reason = refusal(model) if registry.get(name).needs_attention else None
         if reason is not None:
             if settings.all_methods:
@@ -477,13 +493,12 @@ def applicable(model: nn.Module, settings: Settings, err_line: Callable[[str], N
 def check_layer(model: nn.Module, explainers: dict[str, Explainer], device: str) -> None:
     """A wrong ``--layer`` is a user error of the whole run: found before any image, not once per image."""
     from ..methods.cam import CAM
-    from ..methods.layers import resolve_layer
 
     cams = [e for e in explainers.values() if isinstance(e, CAM) and e.layer is not None]
     if not cams:
         return
     size = int(getattr(getattr(model, "preprocess", None), "size", 224))
-    resolve_layer(model, torch.zeros(1, 3, size, size, device=device), cams[0].layer)
+    cams[0].layer_grid(model, torch.zeros(1, 3, size, size, device=device))
 
 
 def run(
@@ -503,12 +518,21 @@ def run(
     from .. import __version__
 
     labels = getattr(model, "labels", None)
-    classes = num_classes(model, settings.device)
-    target_index = resolve_target(settings.target, labels, classes)
-    if settings.top_k is not None and not 1 <= settings.top_k <= classes:
-        raise TargetError(f"--top-k must be between 1 and {classes}, got {settings.top_k}", "use e.g. --top-k 3")
+    dense = settings.region.plan(model, settings) if settings.region is not None else None
+    classes, target_index = len(labels or ()), None
+    if dense is None:
+        classes = num_classes(model, settings.device)
+        target_index = resolve_target(settings.target, labels, classes)
+        if settings.top_k is not None and not 1 <= settings.top_k <= classes:
+            raise TargetError(f"--top-k must be between 1 and {classes}, got {settings.top_k}", "use e.g. --top-k 3")
+    kind = dense.kind if dense is not None else "classifier"
+    if settings.check and dense is not None:
+        raise MethodError(
+            f"--check judges the maps of a classifier's class scores, and this model is a {kind}",
+            "leave out --check; `saliscope evaluate` and the metrics take a BoxTarget or SegmentationTarget in Python",
+        )
     explainers = {
-        name: registry.create(name, model, settings.options) for name in applicable(model, settings, err_line)
+        name: registry.create(name, model, settings.options) for name in applicable(model, settings, err_line, kind)
     }
     check_layer(model, explainers, settings.device)
 
@@ -521,7 +545,10 @@ def run(
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", UserWarning)
-                rendered = explain_image(source, model, explainers, settings, target_index, out_line, checker)
+                if dense is not None:
+                    rendered = dense.explain_image(source, model, explainers, settings, out_line)
+                else:
+                    rendered = explain_image(source, model, explainers, settings, target_index, out_line, checker)
             notes = captured([w for w in caught if issubclass(w.category, UserWarning)])
             for note in notes:
                 err_line(f"warning: {source.path}: {note}")
@@ -567,7 +594,7 @@ def run(
                 "baseline": o.baseline,
                 "chunk_size": o.chunk_size,
             },
-            "target": settings.target,
+            "target": settings.target if dense is None else dense.summary(),
             "alpha": settings.alpha,
             "top_k": settings.top_k,
             "evidence": settings.evidence,

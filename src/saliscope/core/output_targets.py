@@ -3,8 +3,8 @@
 - :class:`OutputTarget` picks one entry of a dict / tuple / list output, then applies any other target.
 - :class:`SegmentationTarget`: the mean score of one class over a region of a segmentation output
   ``(B, K, h, w)`` (torchvision's ``deeplabv3`` returns ``{"out": ..., "aux": ...}``; ``"out"`` is used).
-- :class:`BoxTarget`: a detector's confidence in one box (torchvision Faster R-CNN / RetinaNet / SSD
-  output: one ``{"boxes", "labels", "scores"}`` dict per image).
+- :class:`BoxTarget` / :class:`DetectionTarget`: a detector's confidence in a box or in one of its own
+  detections (defined in :mod:`.detection_targets`, re-exported here).
 - :class:`EmbeddingTarget`: similarity of the output embedding to a reference embedding.
 
 Each maps a model output to one score per sample and follows the rows of an expanded batch (``take``).
@@ -20,8 +20,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .detection_targets import BoundDetections, BoxTarget, DetectionTarget, box_iou
 from .errors import ModelOutputError, TargetError
 from .targets import BoundTarget, Key, PredictedClass, Target
+
+__all__ = [
+    "BoundDetections",
+    "BoxTarget",
+    "DetectionTarget",
+    "EmbeddingTarget",
+    "OutputTarget",
+    "SegmentationTarget",
+    "box_iou",
+    "pick",
+]
 
 
 def pick(output: object, key: Key) -> object:
@@ -165,75 +177,6 @@ def _segmentation_scores(output: object, key: Key | None) -> Tensor:
             "use SegmentationTarget with a segmentation model, or key= to pick its score map",
         )
     return output
-
-
-# -- detection -----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BoxTarget(Target):
-    """A detector's confidence in a box: the highest score among detections of ``label`` whose IoU with
-    ``box`` is at least ``iou_threshold`` (0 when there is none, and the map is then flat).
-
-    ``box``: ``(x0, y0, x1, y1)`` in the detector's input pixels, or one box per image ``(B, 4)``.
-    The output must be torchvision's detection format: a list with one dict per image holding
-    ``boxes (n, 4)``, ``labels (n,)`` and ``scores (n,)``.
-    """
-
-    box: Tensor | tuple[float, float, float, float]
-    label: int
-    iou_threshold: float = 0.5
-
-    def bind(self, output: object, batch_size: int) -> BoundTarget:
-        boxes = torch.as_tensor(self.box, dtype=torch.float32).detach().cpu()
-        boxes = boxes.expand(batch_size, 4) if boxes.ndim == 1 else _rows(boxes, batch_size, "box")
-        if boxes.shape[-1] != 4:
-            raise TargetError(
-                f"a box has 4 numbers (x0, y0, x1, y1), got shape {tuple(boxes.shape)}", "pass box=(x0, y0, x1, y1)"
-            )
-        return _BoundBox(boxes, self.label, self.iou_threshold)
-
-
-@dataclass(frozen=True)
-class _BoundBox(BoundTarget):
-    boxes: Tensor  # (B, 4)
-    label: int
-    iou_threshold: float
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.boxes.shape[0])
-
-    def take(self, rows: Tensor) -> BoundTarget:
-        return _BoundBox(self.boxes[rows.cpu()], self.label, self.iou_threshold)
-
-    def __call__(self, output: object) -> Tensor:
-        if not isinstance(output, (list, tuple)) or not all(isinstance(d, Mapping) for d in output):
-            raise ModelOutputError(
-                f"a box target needs a detector's output (a list of dicts per image), got {type(output).__name__}",
-                "use BoxTarget with a torchvision-style detector, or a class target for a classifier",
-            )
-        if len(output) != self.batch_size:
-            raise TargetError(
-                f"the target is bound to {self.batch_size} images, the detector returned {len(output)}",
-                "bind to this batch",
-            )
-        scores = []
-        for ref, det in zip(self.boxes, output, strict=True):
-            found = det["boxes"]
-            iou = box_iou(ref.to(found.device, found.dtype).view(1, 4), found).view(-1)
-            hit = (det["labels"] == self.label) & (iou >= self.iou_threshold)
-            s = det["scores"][hit]
-            scores.append(s.max() if s.numel() else det["scores"].sum() * 0)  # 0, still on the graph
-        return torch.stack(scores).float()
-
-
-def box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Intersection over union of boxes ``a (n, 4)`` and ``b (m, 4)`` in ``(x0, y0, x1, y1)``: ``(n, m)``."""
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clamp(min=0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clamp(min=0).prod(-1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter).clamp(min=1e-12)
 
 
 # -- embeddings ----------------------------------------------------------------------------------------

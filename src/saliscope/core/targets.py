@@ -48,6 +48,13 @@ def class_scores(output: object, batch_size: int | None = None) -> tuple[Tensor,
             return _two_dimensional(logits, "logits"), "logits"
         entries: list[tuple[Key, object]] = list(output.items())
     elif isinstance(output, (tuple, list)):
+        if output and all(isinstance(d, Mapping) and "boxes" in d for d in output):
+            raise ModelOutputError(
+                f"the model is a detector (it returned a {type(output).__name__} of detections), not a classifier",
+                "explain one of its detections with saliscope.DetectionTarget(k), or a box with"
+                " saliscope.BoxTarget(box, label)",
+                "explain one of its detections with --detection K, or a box with --box x0,y0,x1,y1",
+            )
         entries = list(enumerate(output))
     else:
         raise ModelOutputError(

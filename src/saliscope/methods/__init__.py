@@ -24,6 +24,6 @@ __all__ = [
 ]
 
 # perturbation methods
-from .perturbation import LIME, RISE, KernelSHAP, Occlusion
+from .perturbation import DRISE, LIME, RISE, KernelSHAP, Occlusion
 
-__all__ += ["LIME", "RISE", "KernelSHAP", "Occlusion"]
+__all__ += ["DRISE", "LIME", "RISE", "KernelSHAP", "Occlusion"]

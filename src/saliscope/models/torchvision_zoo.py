@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -61,14 +62,32 @@ def preprocess_from_weights(weights: Any) -> Preprocess:
     return Preprocess(size, max(size, int(resize[0]) if resize else size), interpolation, mean, std)
 
 
+def _categories(name: str) -> tuple[str, ...] | None:
+    """The class names of ``name``'s default weights (offline metadata), for a model built without them."""
+    import torchvision
+
+    try:
+        categories = torchvision.models.get_model_weights(name).DEFAULT.meta.get("categories")
+    except (ValueError, AttributeError, KeyError):
+        return None
+    return tuple(categories) if categories else None
+
+
 def preprocess_for(name: str) -> Preprocess:
     """The preprocessing of ``name``'s default weights (their metadata is offline), else ImageNet's."""
     import torchvision
 
     try:
-        return preprocess_from_weights(torchvision.models.get_model_weights(name).DEFAULT)
+        found = preprocess_from_weights(torchvision.models.get_model_weights(name).DEFAULT)
     except (ValueError, AttributeError, KeyError):
-        return IMAGENET_PREPROCESS
+        found = IMAGENET_PREPROCESS
+    return for_detector(found) if name in torchvision.models.list_models(torchvision.models.detection) else found
+
+
+def for_detector(preprocess: Preprocess) -> Preprocess:
+    """torchvision's detectors take pixels in [0, 1] and normalise inside (``model.transform``): their model
+    space is the pixels themselves."""
+    return replace(preprocess, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
 def _fetch(name: str, weights: Any) -> None:
@@ -114,7 +133,7 @@ def build(
                 f"cannot build torchvision:{name} ({describe(exc)})",
                 "pick an image classifier from torchvision.models.list_models(torchvision.models)",
             ) from exc
-        return model, preprocess_for(name), None
+        return model, preprocess_for(name), _categories(name) if num_classes is None else None
     weights = _weights(name)
     _fetch(name, weights)
     try:
@@ -126,4 +145,4 @@ def build(
             f"delete {path} and try again",
         ) from exc
     categories = weights.meta.get("categories")
-    return model, preprocess_from_weights(weights), tuple(categories) if categories else None
+    return model, preprocess_for(name), tuple(categories) if categories else None

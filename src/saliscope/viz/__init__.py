@@ -6,6 +6,7 @@ Nothing here changes an Explanation; every picture is computed from its raw attr
 from .colormaps import SIGNED_CMAP, UNSIGNED_CMAP, colorize, get_cmap, normalized_map
 from .display import DisplayHint, display_hint
 from .files import atomic_write, save_json, save_npy, save_png
+from .outline import Outline
 from .overlay import overlay
 from .panel import panel
 
@@ -13,6 +14,7 @@ __all__ = [
     "SIGNED_CMAP",
     "UNSIGNED_CMAP",
     "DisplayHint",
+    "Outline",
     "atomic_write",
     "colorize",
     "display_hint",

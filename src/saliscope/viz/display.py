@@ -69,7 +69,7 @@ _HINTS: dict[str, DisplayHint] = {
     },
     # perturbation methods: one signed value per pixel. RISE is centred on the mean score, so
     # its sign means "keeping this visible raises / lowers the score against the average mask".
-    **{name: DisplayHint("sum", "signed") for name in ("occlusion", "rise", "lime", "kernel-shap")},
+    **{name: DisplayHint("sum", "signed") for name in ("occlusion", "rise", "drise", "lime", "kernel-shap")},
 }
 # Methods not in the table give one signed value per pixel already.
 _DEFAULT = DisplayHint("sum", "signed")

@@ -18,6 +18,7 @@ from PIL import Image
 
 from ..core.errors import InputError
 from .colormaps import DEFAULT_ALPHA, MapLike, as_map, get_cmap
+from .outline import Outline
 from .overlay import Box, overlay
 
 MapEntry = tuple[str, MapLike, "bool | None"]
@@ -37,6 +38,7 @@ def panel(
     column_width: float = 3.0,
     dpi: float = 100.0,
     per_row: int = 6,
+    outline: Outline | None = None,
 ) -> Figure:
     """The photo (with the model's crop outlined), then each map as an overlay; rows of ``per_row`` cells.
 
@@ -49,6 +51,7 @@ def panel(
         max_side: the photo is shown downscaled to at most this many pixels per side.
         column_width: inches per column.
         per_row: cells per row (the photo counts as one); more maps wrap onto further rows.
+        outline: a box or region (in the photo's pixels) drawn over the photo and every map: what was explained.
 
     Returns:
         A Figure with an Agg canvas; save it with :func:`saliscope.viz.save_png`.
@@ -72,7 +75,7 @@ def panel(
     grid = figure.add_gridspec(2 * rows, columns, height_ratios=[image_height, 0.35] * rows)
 
     ax = figure.add_subplot(grid[0, 0])
-    ax.imshow(np.asarray(photo))
+    ax.imshow(np.asarray(photo if outline is None else outline.draw(photo)))
     if box is not None and _covers_part(box, photo.size):
         left, top, right, bottom = box
         ax.add_patch(
@@ -87,6 +90,7 @@ def panel(
         ax = figure.add_subplot(grid[2 * (j // columns), j % columns])
         cmap = signed_cmap if is_signed else unsigned_cmap
         shown = overlay(photo, values, crop_box=box, signed=is_signed, cmap=cmap, alpha=alpha, percentile=percentile)
+        shown = shown if outline is None else outline.draw(shown)
         ax.imshow(np.asarray(shown))
         ax.set_title(name, fontsize=10)
         ax.set_axis_off()

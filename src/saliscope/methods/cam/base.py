@@ -23,12 +23,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...core.cost import CostMeter
-from ...core.errors import InputError
+from ...core.errors import InputError, MethodError
 from ...core.memory_layout import in_preferred_layout
 from ...core.model_state import hooks
 from ...core.targets import BoundTarget
 from ...core.views import FlatMapWarning
+from .. import detector_layers
 from ..base import Attribution, Explainer, Precision
+from ..detector_layers import LayerPart
 from ..layers import LayerGrid, resolve_layer
 
 CamEvidence = Literal["positive", "negative", "signed"]
@@ -53,6 +55,7 @@ class LayerPass:
     gradients: Tensor | None  # d score / d activations, (N, K, h, w); None for gradient-free CAMs
     scores: Tensor  # (N,)
     calls: int  # times the layer ran in the pass
+    grid: LayerGrid | None = None  # the layer read
 
 
 @contextmanager
@@ -128,7 +131,7 @@ class CAM(Explainer):
             )
         self.layer = layer
         self.evidence: CamEvidence = evidence
-        self._grids: dict[tuple[object, ...], LayerGrid] = {}
+        self._grids: dict[tuple[object, ...], LayerGrid | detector_layers.DenseLayers] = {}
 
     def params(self) -> dict[str, Any]:
         layer = self.layer if isinstance(self.layer, str) or self.layer is None else type(self.layer).__name__
@@ -140,21 +143,46 @@ class CAM(Explainer):
         """Weights broadcastable to ``activations`` ``(N, K, h, w)``: ``(N, K, 1, 1)`` or per element."""
 
     # -- shared machinery --------------------------------------------------------------------------
-    def layer_grid(self, net: nn.Module, x: Tensor, meter: CostMeter | None = None) -> LayerGrid:
-        """The resolved layer for inputs shaped like ``x`` (one probe of one sample, then cached): a forward
-        pass, and for the automatic choice a backward pass too."""
+    def layer_grid(
+        self, net: nn.Module, x: Tensor, meter: CostMeter | None = None, targets: list[BoundTarget] | None = None
+    ) -> LayerGrid:
+        """The resolved layer for inputs shaped like ``x`` (one probe forward of one sample, then cached).
+
+        For a detector or segmenter the layer is on the image path, and the automatic one is the feature level
+        ``targets``' boxes need (see :mod:`saliscope.methods.detector_layers`)."""
+        return self.layer_plan(net, x, targets or [], meter)[0].grid
+
+    def layer_plan(
+        self, net: nn.Module, x: Tensor, targets: list[BoundTarget], meter: CostMeter | None = None
+    ) -> list[LayerPart]:
+        """Which layer serves which targets and rows: one part, except for detector boxes needing different
+        feature levels."""
         layer = self.layer
-        if isinstance(layer, nn.Module) and net is not self.model:
+        if isinstance(layer, nn.Module):
             names = {id(m): n for n, m in self.model.named_modules()}
             layer = names.get(id(layer), layer)  # the converted copy has its own modules, same names
         key = (layer if isinstance(layer, str) or layer is None else id(layer), tuple(x.shape[1:]), id(net))
         if key not in self._grids:
-            self._grids[key] = resolve_layer(net, x, layer)
+            dense = detector_layers.probe(net, x)
+            if dense is None:
+                self._grids[key] = resolve_layer(net, x, layer)
+            elif isinstance(layer, str):
+                self._grids[key] = dense.named(layer)
+            elif layer is None:
+                self._grids[key] = dense
+            else:
+                raise MethodError(
+                    f"the layer given ({type(layer).__name__}) is not a submodule of this model",
+                    "pass one of the model's own modules, or its name",
+                )
             if meter is not None:
                 meter.forward(1)
-                if layer is None:
-                    meter.backward(1)
-        return self._grids[key]
+                if layer is None and dense is None:
+                    meter.backward(1)  # the automatic choice probes the gradient too
+        found = self._grids[key]
+        if isinstance(found, detector_layers.DenseLayers):
+            return found.plan(targets)
+        return [LayerPart(found, tuple(range(len(targets))))]
 
     def chunk_key(self, x: Tensor) -> tuple[object, ...]:
         return ("cam", self.uses_gradients, str(self.layer), tuple(x.shape[1:]), x.dtype, x.device.type)
@@ -173,6 +201,14 @@ class CAM(Explainer):
                     scores = [t(output) for t in targets]
                 if box.output is None:
                     raise RuntimeError(f"layer {grid.name!r} was not called in the forward pass")
+                if int(box.output.shape[0]) != n:
+                    rows, images = int(box.output.shape[0]), f"{n} image{'s' * (n != 1)}"
+                    raise MethodError(
+                        f"layer {grid.name!r} returned {rows} rows for {images}: it runs on region proposals or"
+                        " detections, not on whole images",
+                        "read a layer on the image path (the backbone), e.g. layer=..., or a gradient method",
+                        "read a layer on the image path (the backbone) with --layer, or use a gradient method",
+                    )
                 grads: list[Tensor | None] = [None] * len(scores)
                 if self.uses_gradients:
                     for k, s in enumerate(scores):  # the graph is kept for every target but the last
@@ -181,7 +217,7 @@ class CAM(Explainer):
                         grads[k] = grid.to_maps(g)
             raw = box.output.detach()
             acts = grid.to_maps(raw)
-            return [LayerPass(raw, acts, g, s.detach(), box.calls) for g, s in zip(grads, scores, strict=True)]
+            return [LayerPass(raw, acts, g, s.detach(), box.calls, grid) for g, s in zip(grads, scores, strict=True)]
 
         return in_preferred_layout(net, x, run)
 
@@ -224,7 +260,21 @@ class CAM(Explainer):
         self, net: nn.Module, x: Tensor, targets: list[BoundTarget], meter: CostMeter
     ) -> list[Attribution]:
         """Maps for every target, chunk by chunk; one forward pass per chunk serves all of them."""
-        grid = self.layer_grid(net, x, meter)
+        parts = self.layer_plan(net, x, targets, meter)
+        if len(parts) == 1 and parts[0].rows is None:
+            return self._on_layer(net, x, targets, parts[0].grid, meter)
+        # Detector boxes needing different feature levels: each target's rows, level by level.
+        pieces: list[list[tuple[Tensor, Attribution]]] = [[] for _ in targets]
+        for part in parts:
+            assert part.rows is not None
+            (k,) = part.targets
+            (done,) = self._on_layer(net, x[part.rows.to(x.device)], [targets[k].take(part.rows)], part.grid, meter)
+            pieces[k].append((part.rows, done))
+        return [detector_layers.join_rows(p, int(x.shape[0])) for p in pieces]
+
+    def _on_layer(
+        self, net: nn.Module, x: Tensor, targets: list[BoundTarget], grid: LayerGrid, meter: CostMeter
+    ) -> list[Attribution]:
         maps: list[list[Tensor]] = [[] for _ in targets]
         scores: list[list[Tensor]] = [[] for _ in targets]
         spans = self.chunker.spans(

@@ -138,7 +138,7 @@ class AblationCAM(CAM):
         raise NotImplementedError  # weights come from extra passes, see map_chunk
 
     def map_chunk(self, net: nn.Module, x: Tensor, layer: LayerPass, target: BoundTarget, meter: CostMeter) -> Tensor:
-        grid = self.layer_grid(net, x)
+        grid = layer.grid if layer.grid is not None else self.layer_grid(net, x, targets=[target])
         maps = []
         for i in range(int(x.shape[0])):
             one = _repeat(target, i, 1)
@@ -162,6 +162,7 @@ class AblationCAM(CAM):
         """Scores ``(K,)`` with each channel zeroed in turn, chunked by the forward-only memory probe."""
         key = (grid, tuple(x1.shape[1:]), id(net))
         head_only = self._head_only.get(key)
+        k = int(grid.to_maps(raw).shape[1])
         if head_only is None:
             full = self._run(net, x1, raw, grid, target, [0], calls, meter, head_only=False)
             try:
@@ -170,7 +171,6 @@ class AblationCAM(CAM):
             except RuntimeError:
                 head_only = False
             self._head_only[key] = head_only
-        k = int(grid.to_maps(raw).shape[1])
         chunk_key = ("ablation", grid.name, head_only, tuple(x1.shape[1:]), x1.dtype, x1.device.type)
         if head_only and k > 1 and self.chunker.chunk_size is None and not self.chunker.knows(chunk_key):
             # A head-only pass runs the layers below once whatever its rows; only what comes after the layer
@@ -234,6 +234,9 @@ class AblationCAM(CAM):
             batch = x1 if head_only else x1.expand(n, *x1.shape[1:])
             out = in_preferred_layout(net, batch, net)
             meter.forward(n)
+        if head_only and isinstance(out, list):
+            # A detector returns one result per image it was given, whatever the batch of the ablated layer.
+            raise RuntimeError("the model returns one result per input image, not one per ablated copy")
         rows = out.shape[0] if isinstance(out, Tensor) else n
         if rows != n:
             raise RuntimeError("the network mixed the ablated batch with the image's own batch")
