@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from .common import build_settings, debug_option, load_cli_model, method_options, model_options, run_sources
+from .engine_options import ENGINE_KEYS, engine_choice, engine_options
 
 
 @click.command()
@@ -38,6 +39,7 @@ from .common import build_settings, debug_option, load_cli_model, method_options
     help="Output folder.",
 )
 @method_options
+@engine_options
 @click.pass_context
 def explain(
     ctx: click.Context,
@@ -53,13 +55,17 @@ def explain(
 
     For each image, prints the top-5 classes and writes to OUT/<image name>/: <method>.png (the map over
     the photo), <method>.npy (raw attributions, C×H×W float32) and panel.png (all methods side by side);
-    then OUT/summary.json.
+    then OUT/summary.json. With --engine ray the images are explained on a Ray cluster (a local Ray
+    instance unless --ray-address names one); the files are the same.
     """
     from . import pipeline
 
     if top_k is not None and target.strip().lower() not in ("predicted", "top1", "top-1"):
         raise click.UsageError("--top-k explains the top classes; it cannot be combined with --target")
-    settings = build_settings(options, out=out, target=target, top_k=top_k, model_spec=model_spec)
+    engine, cluster = engine_choice(*(options.pop(key) for key in ENGINE_KEYS), device=options["device"])
+    settings = build_settings(
+        options, out=out, target=target, top_k=top_k, model_spec=model_spec, engine=engine, ray=cluster
+    )
     sources = pipeline.file_sources(images)
     if len(sources) == 1:
         sources = [pipeline.preread(sources[0])]  # a bad lone image fails before the model loads

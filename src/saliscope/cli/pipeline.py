@@ -35,9 +35,11 @@ from PIL import Image
 from torch import nn
 
 from .. import registry
+from ..audit.engines.options import Engine, RayOptions
 from ..core.errors import ImageError, MethodError, SaliscopeError, TargetError
 from ..core.targets import ClassTarget, label_index
 from ..core.views import DEFAULT_ALPHA, Evidence
+from ..io.folder_lock import FolderLock
 from ..methods.base import Explainer
 from ..viz import display_hint, overlay, panel, save_json, save_npy, save_png
 
@@ -65,6 +67,8 @@ class Settings:
     device: str = "cpu"
     model_spec: str | None = None
     all_methods: bool = False  # --method all: skip methods that do not apply to the model
+    engine: Engine = "local"  # where the images are explained: this process, or a Ray cluster
+    ray: RayOptions = field(default_factory=RayOptions)  # the Ray cluster and its workers (engine "ray")
 
 
 @dataclass
@@ -468,7 +472,24 @@ def run(
     """Explain every source; a failing image is recorded and the run goes on.
 
     With a single image its error is raised instead (the caller prints it as the run's one error).
+    ``settings.engine`` says where the images are explained: here, or on a Ray cluster
+    (:mod:`saliscope.cli.explain_ray`), with the same files written. The output folder is locked for the
+    run: a second run writing to it refuses (:class:`~saliscope.io.folder_lock.FolderInUseError`).
     """
+    with FolderLock(settings.out):
+        return _run(sources, model, settings, out_line=out_line, err_line=err_line, debug=debug, progress=progress)
+
+
+def _run(
+    sources: list[Source],
+    model: nn.Module,
+    settings: Settings,
+    *,
+    out_line: Callable[[str], None],
+    err_line: Callable[[str], None],
+    debug: bool,
+    progress: Callable[[list[Source]], Any] | None,
+) -> Outcome:
     from .. import __version__
 
     labels = getattr(model, "labels", None)
@@ -481,34 +502,32 @@ def run(
     }
     check_layer(model, explainers, settings.device)
 
-    images: list[dict[str, Any]] = []
-    failures: list[tuple[str, str]] = []
-    iterator = progress(sources) if progress is not None else sources
-    for source in iterator:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", UserWarning)
-                rendered = explain_image(source, model, explainers, settings, target_index, out_line)
-            notes = captured([w for w in caught if issubclass(w.category, UserWarning)])
-            for note in notes:
-                err_line(f"warning: {source.path}: {note}")
-            rendered.record["warnings"] = notes
-            write(rendered, settings.out)
-        except SaliscopeError as exc:
-            if len(sources) == 1:
-                raise
-            failures.append((source.path, one_line(str(exc))))
-            err_line(f"error: {source.path}: {one_line(str(exc))}")
-            continue
-        except Exception as exc:
-            if len(sources) == 1 or debug:
-                raise
-            reason = f"internal error: {type(exc).__name__}: {one_line(str(exc))}"
-            failures.append((source.path, reason))
-            err_line(f"error: {source.path}: {reason}")
-            continue
-        images.append(rendered.record)
-        out_line(f"  -> {settings.out / source.stem}{os.sep}")
+    if settings.engine == "ray":
+        from .explain_ray import explain_on_ray
+
+        images, failures = explain_on_ray(
+            sources,
+            model,
+            list(explainers),
+            settings,
+            target_index,
+            out_line=out_line,
+            err_line=err_line,
+            debug=debug,
+            progress=progress,
+        )
+    else:
+        images, failures = _explain_here(
+            sources,
+            model,
+            explainers,
+            settings,
+            target_index,
+            out_line=out_line,
+            err_line=err_line,
+            debug=debug,
+            progress=progress,
+        )
 
     summary_path = None
     if images:
@@ -540,6 +559,50 @@ def run(
         }
         summary_path = write_summary(settings.out, summary)
     return Outcome(len(images), failures, summary_path)
+
+
+def _explain_here(
+    sources: list[Source],
+    model: nn.Module,
+    explainers: dict[str, Explainer],
+    settings: Settings,
+    target_index: int | None,
+    *,
+    out_line: Callable[[str], None],
+    err_line: Callable[[str], None],
+    debug: bool,
+    progress: Callable[[list[Source]], Any] | None,
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The local engine: each source explained and written in turn; returns the records and the failures."""
+    images: list[dict[str, Any]] = []
+    failures: list[tuple[str, str]] = []
+    iterator = progress(sources) if progress is not None else sources
+    for source in iterator:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                rendered = explain_image(source, model, explainers, settings, target_index, out_line)
+            notes = captured([w for w in caught if issubclass(w.category, UserWarning)])
+            for note in notes:
+                err_line(f"warning: {source.path}: {note}")
+            rendered.record["warnings"] = notes
+            write(rendered, settings.out)
+        except SaliscopeError as exc:
+            if len(sources) == 1:
+                raise
+            failures.append((source.path, one_line(str(exc))))
+            err_line(f"error: {source.path}: {one_line(str(exc))}")
+            continue
+        except Exception as exc:
+            if len(sources) == 1 or debug:
+                raise
+            reason = f"internal error: {type(exc).__name__}: {one_line(str(exc))}"
+            failures.append((source.path, reason))
+            err_line(f"error: {source.path}: {reason}")
+            continue
+        images.append(rendered.record)
+        out_line(f"  -> {settings.out / source.stem}{os.sep}")
+    return images, failures
 
 
 def one_line(text: str) -> str:
