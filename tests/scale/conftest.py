@@ -20,16 +20,9 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-SRC = HERE.parents[1] / "src"
-IMPORTS = [str(SRC), str(HERE.parent), str(HERE.parent / "audit"), str(HERE)]
-sys.path[:0] = [p for p in IMPORTS[2:] if p not in sys.path]  # audit_models, scale_models
+sys.path[:0] = [p for p in (str(HERE.parent / "audit"), str(HERE)) if p not in sys.path]  # the helper modules
 
-
-def worker_env() -> dict[str, str]:
-    """The environment for a Ray driver or a saliscope subprocess that must import the tests' helpers."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([*IMPORTS, *filter(None, [env.get("PYTHONPATH")])])
-    return env
+from scale_models import worker_env  # noqa: E402  (needs the path above)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,16 @@ from typing import Any
 import torch
 from audit_models import PatchReader
 
+HERE = Path(__file__).parent
+IMPORTS = [str(HERE.parents[1] / "src"), str(HERE.parent), str(HERE.parent / "audit"), str(HERE)]
+
+
+def worker_env() -> dict[str, str]:
+    """The environment for a Ray driver or a saliscope subprocess that must import the tests' helpers."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([*IMPORTS, *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
 
 class SlowReader(PatchReader):
     """A PatchReader that takes ``delay`` seconds per forward pass: a run long enough to interrupt."""
@@ -47,4 +57,20 @@ class KillOnce:
                 pass
             else:
                 os.kill(os.getpid(), signal.SIGKILL)
+        return self.inner.explain(x, target)
+
+
+class KillAlways:
+    """Kills its worker process on every call after the first (a batch no worker survives)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name, self.model, self.calls = inner, inner.name, inner.model, 0
+
+    def params(self) -> dict[str, Any]:
+        return self.inner.params()
+
+    def explain(self, x: torch.Tensor, target: Any = None) -> Any:
+        self.calls += 1
+        if self.calls >= 2:
+            os.kill(os.getpid(), signal.SIGKILL)
         return self.inner.explain(x, target)

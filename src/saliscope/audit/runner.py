@@ -206,10 +206,11 @@ def _stream(
     progress: Progress | None,
 ) -> tuple[int, float]:
     """Audit ``batches`` one after another; returns how many images were audited and the seconds the
-    method's explain calls took. Checkpoints on the way out, also when interrupted, unless the interruption
-    fell between writing a batch and counting it."""
+    method's explain calls took. Checkpoints on the way out, also when interrupted, once a batch is done,
+    unless the interruption fell between writing a batch and counting it."""
     audited = 0
     method_seconds = 0.0
+    committed = 0  # batches written by this call
     consistent = True
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="saliscope-audit-read") as pool:
@@ -228,13 +229,14 @@ def _stream(
                 store.append(step.records)
                 fold(stats, step.updates)
                 consistent = True
+                committed += 1
                 audited += step.audited
                 if store.due():
                     store.checkpoint(stats, config)
                 if progress is not None:
                     progress.advance(len(batch))
     finally:
-        if consistent:
+        if consistent and committed:  # nothing done: the folder stays as it was (empty for a new audit)
             with contextlib.suppress(Exception):
                 store.checkpoint(stats, config)
     return audited, method_seconds

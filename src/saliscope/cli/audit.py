@@ -227,9 +227,9 @@ def audit(
     from . import pipeline
 
     spec = registry.get(method)  # an unknown method fails before the model loads
+    chosen, cluster = engine_choice(engine, ray_address, workers, cpus_per_worker, gpus_per_worker, device=device)
     out = pipeline.check_out(out)
     device = checked_device(device)
-    chosen, cluster = engine_choice(engine, ray_address, workers, cpus_per_worker, gpus_per_worker, device=device)
     scan_image_folder(data_dir)  # a wrong folder fails before the model loads
     model = load_cli_model(model_spec, arch, device)
     preprocess = model.preprocess

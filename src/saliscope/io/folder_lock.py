@@ -135,7 +135,9 @@ def _make_folders(folder: Path) -> list[Path]:
 
 def _owner(token: str) -> dict[str, Any]:
     pid = os.getpid()
-    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    name = program.parent.name if program.name == "__main__.py" else program.name  # python -m saliscope
+    command = " ".join([name, *sys.argv[1:]])
     if len(command) > _COMMAND_CHARS:
         command = command[: _COMMAND_CHARS - 1] + "…"
     return {

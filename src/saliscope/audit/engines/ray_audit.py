@@ -70,10 +70,11 @@ def stream_on_ray(
     """Audit ``batches`` on Ray; returns the images audited, the seconds the method's explain calls took
     (summed over the workers), and how the run was spread (cluster, workers, CPUs and GPUs each).
 
-    Like the local engine, it checkpoints on the way out, also when interrupted.
+    Like the local engine, it checkpoints on the way out, also when interrupted, once a batch is done.
     """
     audited = 0
     method_seconds = 0.0
+    committed = 0  # batches written by this call
     consistent = True
     try:
         with ray_session(options.address) as cluster:
@@ -108,6 +109,7 @@ def stream_on_ray(
                     store.append(out.records)
                     stats.merge(partial)
                     consistent = True
+                    committed += 1
                     audited += out.audited
                     method_seconds += out.method_seconds
                     if store.due():
@@ -116,7 +118,7 @@ def stream_on_ray(
                         progress.advance(len(batches[k]))
             spread = {"cluster": cluster.where, **pool.as_dict()}
     finally:
-        if consistent:
+        if consistent and committed:  # nothing done: the folder stays as it was (empty for a new audit)
             with contextlib.suppress(Exception):
                 store.checkpoint(stats, config)
     return audited, method_seconds, spread

@@ -34,6 +34,7 @@ from .options import EngineError, RayOptions, require_ray
 
 READ_CPUS = 0.5  # CPU share each read task asks for; the pool leaves at least this much free
 RETRIES = 3  # times a batch is run again after its actor's process died
+MIN_SHARE = 0.25  # least CPU share a worker without a GPU is given when the free CPUs are split
 _EPS = 1e-9
 
 
@@ -101,11 +102,13 @@ def plan_pool(options: RayOptions, *, cpus: float, gpus: float, batches: int) ->
     cpw = options.cpus_per_worker
     if cpw is None:
         cpw = min(1.0, math.floor(free / workers * 100) / 100)
-        if cpw <= 0:
+        if cpw < MIN_SHARE and not gpw:
+            most = max(1, math.floor(free / MIN_SHARE + _EPS))
             raise EngineError(
-                f"{workers} workers do not fit on a Ray cluster of {_num(cpus)} CPUs beside the image readers",
-                f"use workers={max(1, math.floor(free / 0.1))} or fewer",
-                f"use --workers {max(1, math.floor(free / 0.1))} or fewer",
+                f"{workers} workers do not fit on a Ray cluster of {_num(cpus)} CPUs beside the image readers"
+                f" (a worker without a GPU needs at least {_num(MIN_SHARE)} CPU)",
+                f"use workers={most} or fewer, or set cpus_per_worker",
+                f"use --workers {most} or fewer, or set --cpus-per-worker",
             )
     if workers * cpw > free + _EPS:
         fits = math.floor(free / workers * 100) / 100
@@ -216,17 +219,83 @@ def _workers_see(paths: list[str]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _quiet_ray_logs() -> Iterator[None]:
-    """Ray's and Ray Data's informational lines on the console (startup, execution plans) hidden for the run;
-    warnings and errors still show."""
-    loggers = [logging.getLogger(name) for name in ("ray", "ray.data")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(max(lg.level, logging.WARNING))
+    """Ray's informational console lines (startup, execution plans, "progress bars disabled") hidden for the
+    run. Ray Data's error reports are hidden too: every failure reaches the caller as an exception (and Ray
+    Data's own log file in the session folder keeps the details)."""
+    levels = {"ray": logging.WARNING, "ray.data": logging.CRITICAL}
+    loggers = {logging.getLogger(name): level for name, level in levels.items()}
+    saved = {lg: lg.level for lg in loggers}
+    for lg, level in loggers.items():
+        lg.setLevel(max(lg.level, level))
     try:
         yield
     finally:
-        for lg, level in zip(loggers, levels, strict=True):
+        for lg, level in saved.items():
             lg.setLevel(level)
+
+
+# Lines Ray's C++ core writes to the driver's stderr that say nothing to a user of this engine. Ray Data keeps
+# the actors' constructor arguments alive for the whole run, which is what this warning is about.
+_NATIVE_NOISE = (b"has constructor arguments in the object store and max_restarts > 0",)
+
+
+@contextlib.contextmanager
+def _native_noise_dropped() -> Iterator[None]:
+    """Drop :data:`_NATIVE_NOISE` lines from this process's stderr (file descriptor 2) inside the block.
+
+    Ray's core library writes them straight to the descriptor, past Python's ``sys.stderr``; a thread passes
+    everything else through unchanged and at once (a progress bar's partial line too). Only on POSIX, and
+    only when descriptor 2 is open.
+    """
+    if os.name != "posix":
+        yield
+        return
+    try:
+        original = os.dup(2)
+    except OSError:
+        yield
+        return
+    read_end, write_end = os.pipe()
+    sys.stderr.flush()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    pump = threading.Thread(target=_pass_through, args=(read_end, original), daemon=True, name="saliscope-stderr")
+    pump.start()
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(original, 2)  # the pipe's last writer closes: the thread drains it and ends
+        pump.join(timeout=5)
+        os.close(original)
+
+
+def _pass_through(source: int, target: int) -> None:
+    pending = b""
+    try:
+        while True:
+            chunk = os.read(source, 65536)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            kept = b"".join(line + b"\n" for line in lines if not any(n in line for n in _NATIVE_NOISE))
+            if pending and not pending.startswith(b"["):  # not a log line of Ray's: no need to wait for its end
+                kept, pending = kept + pending, b""
+            if kept:
+                _write_all(target, kept)
+        if pending:
+            _write_all(target, pending)
+    except OSError:
+        pass
+    finally:
+        os.close(source)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 # ----- the pipeline -----------------------------------------------------------------------------------
@@ -267,19 +336,30 @@ def map_in_order(
                 max_restarts=-1,
                 max_task_retries=RETRIES,
             )
-        rows_out = iter(ds.iter_rows())
-        try:
-            for row in rows_out:
-                yield from order.offer(int(row["batch"]), row)
-        except Exception as exc:
-            found = saliscope_error(exc)
-            if found is not None:
-                raise found from None
-            raise
-        finally:
-            close = getattr(rows_out, "close", None)
-            if close is not None:
-                close()  # stops the execution now, not when the iterator is collected
+        with _native_noise_dropped():
+            rows_out = iter(ds.iter_rows())
+            try:
+                for row in rows_out:
+                    yield from order.offer(int(row["batch"]), row)
+            except Exception as exc:
+                found = saliscope_error(exc)
+                if found is not None:
+                    raise found from None
+                if _lost_worker(exc):
+                    raise EngineError(
+                        f"Ray lost a worker {RETRIES + 1} times running batch {order.next} or next to it"
+                        f" ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})",
+                        "the results so far are kept (continue with resume=True); Ray's logs say why the worker"
+                        " died (/tmp/ray/session_latest/logs): often memory — use fewer workers or smaller batches",
+                        "the results so far are kept (continue with --resume); Ray's logs say why the worker died"
+                        " (/tmp/ray/session_latest/logs): often memory — use fewer --workers or a smaller"
+                        " --batch-size",
+                    ) from exc
+                raise
+            finally:
+                close = getattr(rows_out, "close", None)
+                if close is not None:
+                    close()  # stops the execution now, not when the iterator is collected
     if not order.done:
         raise RuntimeError(f"the Ray engine lost batches {order.missing()[:10]}: please report this")
 
@@ -304,6 +384,23 @@ def _data_context() -> Iterator[None]:
         for name, value in saved.items():
             setattr(ctx, name, value)
         ctx.execution_options.preserve_order = preserve
+
+
+def _lost_worker(exc: BaseException) -> bool:
+    """Whether Ray gave up because worker processes died (killed, out of memory, node lost), as opposed to
+    code raising an exception."""
+    from ray import exceptions as rx
+
+    lost = (rx.RayActorError, rx.WorkerCrashedError, rx.NodeDiedError, rx.ObjectLostError, rx.OwnerDiedError)
+    lost += (rx.OutOfMemoryError,)
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, lost):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
 
 
 def saliscope_error(exc: BaseException) -> SaliscopeError | None:
