@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from saliscope.audit.engines import EngineError, RayOptions
-from saliscope.audit.engines.ray_runtime import READ_CPUS, Pool, plan_pool
+from saliscope.audit.engines.pool import READ_CPUS, Pool, plan_pool
 
 
 def plan(cpus: float, gpus: float = 0.0, batches: int = 100, **options: object) -> Pool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,3 +153,53 @@ def test_after_ctrl_c_and_after_success_no_ray_process_is_left_and_the_audit_res
         }
     )
     assert resumed.stdout.splitlines()[:2] == list(local.summary["verdicts"])
+
+
+def test_with_an_address_the_run_connects_and_leaves_the_cluster_running(tmp_path: Path) -> None:
+    import socket
+    import tempfile
+
+    write_folder(tmp_path / "data", {"a": 3, "b": 3})
+    torch.save(SlowReader(delay=0.0), tmp_path / "reader.pt")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**worker_env(), "RAY_AUTH_MODE": "token"}  # Ray's token authentication, as clusters will have it
+    ray_cli = Path(sys.executable).parent / "ray"
+    temp = tempfile.mkdtemp(prefix="sr", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    start = ["start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"]
+    head = subprocess.Popen(
+        [str(ray_cli), *start, f"--temp-dir={temp}", "--disable-usage-stats"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and head.poll() is None, "the Ray head did not start"
+                time.sleep(0.5)
+        args = ["audit", "data", "--model", "reader.pt", "--out", "out", "--engine", "ray"]
+        done = subprocess.run(
+            [sys.executable, "-m", "saliscope", *args, "--ray-address", f"127.0.0.1:{port}"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+        assert done.returncode == 0, done.stderr
+        summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+        assert summary["run"]["ray"]["cluster"] == f"127.0.0.1:{port}" and summary["images"]["audited"] == 6
+        # The cluster is still there, with its raylet and GCS.
+        alive = {p.name() for p in psutil.Process(head.pid).children(recursive=True) if p.is_running()}
+        assert {"raylet", "gcs_server"} <= alive
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the cluster it started
+        head.wait(timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)

@@ -27,7 +27,9 @@ from PIL import Image
 from torch import nn
 
 from .. import registry
-from ..audit.engines.ray_runtime import WorkerFailure, map_in_order, plan_pool, ray_session
+from ..audit.engines.pool import plan_pool
+from ..audit.engines.ray_pipeline import WorkerFailure, map_in_order
+from ..audit.engines.ray_session import ray_session
 from ..core.errors import SaliscopeError
 from . import pipeline
 

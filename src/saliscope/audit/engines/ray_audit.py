@@ -6,7 +6,7 @@ become failures the same way); an actor pool runs :class:`BatchAuditor` (the mod
 per actor, through the object store, and go to the actor's GPU when it has one), which runs the per-batch
 step (:func:`~..step.audit_loaded`) and folds the batch into a partial :class:`~..stats.AuditStats` over the
 classes it holds. Back on the driver, batches are taken in batch order, each once
-(:func:`~.ray_runtime.map_in_order`): their records appended to the store, their partial statistics merged
+(:func:`~.ray_pipeline.map_in_order`): their records appended to the store, their partial statistics merged
 (:meth:`~..stats.AuditStats.merge`), the checkpoint written as the local engine writes it. A resumed audit
 therefore continues with either engine.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,11 @@ from ..dataset import Item, LoadedBatch, load_batch
 from ..progress import Progress
 from ..stats import AuditStats
 from ..step import BatchContext, audit_loaded, fold
-from ..store import AuditStore
+from ..store import AuditStore, encode_records
 from .options import RayOptions
-from .ray_runtime import WorkerFailure, map_in_order, plan_pool, ray_session
+from .pool import plan_pool
+from .ray_pipeline import WorkerFailure, map_in_order
+from .ray_session import ray_session
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,12 @@ class _Work:
 
 @dataclass(frozen=True)
 class BatchOutput:
-    """One batch's result as it travels home: its keys (to check it is the batch asked for), its records,
-    its partial statistics (:meth:`AuditStats.state`), and what the local engine would have counted."""
+    """One batch's result as it travels home: its keys (to check it is the batch asked for), its records
+    (encoded), its partial statistics (:meth:`AuditStats.state`), and what the local engine would have
+    counted."""
 
     keys: tuple[str, ...]
-    records: list[dict[str, Any]]
+    records: bytes  # the lines for records.jsonl (encoded on the worker: less for the driver to do)
     stats: dict[str, np.ndarray]
     audited: int
     method_seconds: float
@@ -68,13 +72,15 @@ def stream_on_ray(
     options: RayOptions,
 ) -> tuple[int, float, dict[str, Any]]:
     """Audit ``batches`` on Ray; returns the images audited, the seconds the method's explain calls took
-    (summed over the workers), and how the run was spread (cluster, workers, CPUs and GPUs each).
+    (summed over the workers), and how the run was spread (cluster, workers, CPUs and GPUs each, and the
+    seconds the driver spent taking the results in).
 
     Like the local engine, it checkpoints on the way out, also when interrupted, once a batch is done.
     """
     audited = 0
     method_seconds = 0.0
     committed = 0  # batches written by this call
+    driver = 0.0
     consistent = True
     try:
         with ray_session(options.address) as cluster:
@@ -97,6 +103,7 @@ def stream_on_ray(
             # Closed here, before Ray stops: the pipeline must not outlive the session.
             with contextlib.closing(pipeline) as results:
                 for k, row in results:
+                    began = time.perf_counter()
                     out: BatchOutput | WorkerFailure = pickle.loads(row["result"])
                     if isinstance(out, WorkerFailure):
                         raise out.exception()
@@ -114,9 +121,12 @@ def stream_on_ray(
                     method_seconds += out.method_seconds
                     if store.due():
                         store.checkpoint(stats, config)
+                    driver += time.perf_counter() - began
                     if progress is not None:
                         progress.advance(len(batches[k]))
-            spread = {"cluster": cluster.where, **pool.as_dict()}
+            # The driver's own work per batch (unpickle, merge, append, checkpoint): what bounds the run's
+            # speed however many workers there are.
+            spread = {"cluster": cluster.where, **pool.as_dict(), "driver_seconds": driver}
     finally:
         if consistent and committed:  # nothing done: the folder stays as it was (empty for a new audit)
             with contextlib.suppress(Exception):
@@ -189,7 +199,7 @@ class BatchAuditor:
         notes = tuple(dict.fromkeys((w.category, str(w.message)) for w in caught))
         out = BatchOutput(
             tuple(item.key for item in items),
-            step.records,
+            encode_records(step.records),
             partial.state(),
             step.audited,
             step.method_seconds,
