@@ -285,8 +285,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"- read + decode + preprocess alone: {decode * 1000:.1f} ms CPU per image",
         f"- a local Ray instance at rest (raylet, GCS, agents, idle workers) uses {idle_cpu:.2f} CPU: part of the"
         " CPU figures above, in proportion to the wall time",
-        f"- the driver's own work (unpickle, merge, append, checkpoint): {driver * 1000:.2f} ms per image"
-        f" (one driver takes in at most ~{1 / driver:,.0f} images/s)",
+        f"- the driver's own work (unpickle, merge, append; checkpoints, at most ~5% of the time, not counted):"
+        f" {driver * 1000:.2f} ms per image (one driver takes in at most ~{1 / driver:,.0f} images/s)",
         "",
         f"1.28 M images (ImageNet's training set) on N one-thread CPU workers at Ray 1 worker's"
         f" {cpu_ray1 * 1000:.1f} CPU ms per image (each worker on a core of its own), and the CPU time of reading"

@@ -9,12 +9,14 @@ no process of its Ray session, is still alive.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
 @dataclass
 class Finished:
+    pid: int
     code: int
     stdout: str
     stderr: str
@@ -71,20 +74,27 @@ def run_tracked(args: list[str], cwd: Path, *, interrupt_when: Callable[[], bool
             pytest.fail("the run did not end")
         time.sleep(0.1)
     assert interrupt_when is None or interrupted, "the run ended before it could be interrupted"
-    return Finished(child.returncode, out.read_text(), err.read_text(), seen)
+    return Finished(child.pid, child.returncode, out.read_text(), err.read_text(), seen)
 
 
-def assert_nothing_left(run: Finished, driver_pid: int | None = None) -> None:
-    """None of the run's descendants is alive (given a few seconds to exit), and the run did start Ray."""
-    names = {name for _, name in run.seen.values()}
-    assert {"raylet", "gcs_server"} <= names, f"no Ray processes were seen: {sorted(names)}"
+def assert_nothing_left(run: Finished) -> None:
+    """The run started Ray (its session folder, named after the driver's process id, exists), and no process
+    is left of it: none of the descendants seen while it ran, and none that names its session folder."""
+    sessions = glob.glob(os.path.join(tempfile.gettempdir(), "ray", f"session_*_{run.pid}"))
+    assert sessions, "the run did not start Ray"
     deadline = time.monotonic() + 20
     while True:
         alive = [f"{pid} {name}" for pid, (started, name) in run.seen.items() if _alive(pid, started)]
+        alive += [f"{p.pid} {p.info['name']}" for p in psutil.process_iter(["name", "cmdline"]) if _of(p, sessions)]
         if not alive or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert not alive, f"left behind: {alive}"
+
+
+def _of(process: psutil.Process, sessions: list[str]) -> bool:
+    command = " ".join(process.info.get("cmdline") or ())
+    return any(session in command for session in sessions)
 
 
 def _alive(pid: int, started: float) -> bool:
@@ -157,7 +167,6 @@ def test_after_ctrl_c_and_after_success_no_ray_process_is_left_and_the_audit_res
 
 def test_with_an_address_the_run_connects_and_leaves_the_cluster_running(tmp_path: Path) -> None:
     import socket
-    import tempfile
 
     write_folder(tmp_path / "data", {"a": 3, "b": 3})
     torch.save(SlowReader(delay=0.0), tmp_path / "reader.pt")
