@@ -53,33 +53,36 @@ def ray_session(address: str | None) -> Iterator[Cluster]:
     if ray.is_initialized():
         yield _cluster("existing instance", owned=False)
         return
-    with quiet_ray_logs():
-        if address is None:
-            with _workers_see(sys.path):
-                ray.init(
-                    num_cpus=available_cpus(),
-                    include_dashboard=False,
-                    logging_level=logging.ERROR,
-                    log_to_driver=False,
-                )
-        else:
-            try:
-                ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
-            except Exception as exc:  # ConnectionError, ValueError, RuntimeError: Ray words them all
-                _shutdown()
-                token = "with token authentication, give this process the cluster's token (RAY_AUTH_MODE=token)"
-                raise EngineError(
-                    f"cannot connect to the Ray cluster at {address!r} ({type(exc).__name__}:"
-                    f" {' '.join(str(exc).split())[:200]})",
-                    f"start one with `ray start --head` and pass its address (ray_address='auto' on its nodes);"
-                    f" {token}",
-                    f"start one with `ray start --head` and pass its address (--ray-address auto on its nodes);"
-                    f" {token}",
-                ) from exc
-    try:
+    try:  # a Ctrl-C or an error while Ray starts stops what has started
+        with quiet_ray_logs():
+            if address is None:
+                with _workers_see(sys.path):
+                    ray.init(
+                        num_cpus=available_cpus(),
+                        include_dashboard=False,
+                        logging_level=logging.ERROR,
+                        log_to_driver=False,
+                    )
+            else:
+                _connect(address)
         yield _cluster("local instance" if address is None else address, owned=address is None)
     finally:
         _shutdown()
+
+
+def _connect(address: str) -> None:
+    import ray
+
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+    except Exception as exc:  # ConnectionError, ValueError, RuntimeError: Ray words them all
+        token = "with token authentication, give this process the cluster's token (RAY_AUTH_MODE=token)"
+        raise EngineError(
+            f"cannot connect to the Ray cluster at {address!r} ({type(exc).__name__}:"
+            f" {' '.join(str(exc).split())[:200]})",
+            f"start one with `ray start --head` and pass its address (ray_address='auto' on its nodes); {token}",
+            f"start one with `ray start --head` and pass its address (--ray-address auto on its nodes); {token}",
+        ) from exc
 
 
 def _cluster(where: str, *, owned: bool) -> Cluster:
