@@ -1,14 +1,19 @@
-"""The local audit: stream a data folder through :func:`~.batch.audit_batch`, batch by batch, to a verdict.
+"""Run an audit: stream a data folder through :func:`~.step.audit_loaded`, batch by batch, to a verdict.
 
-Reading runs one batch ahead in a background thread (image decoding overlaps the model), results go to
-disk after every batch (:mod:`.store`), the accumulators keep a fixed size per class (:mod:`.stats`), and at
-the end one streaming pass over the stored results gives the verdicts
+Two engines run the batches; everything before and after them is shared:
+
+- ``engine="local"`` (the default, :func:`_stream` here): this process. Reading runs one batch ahead in a
+  background thread (image decoding overlaps the model).
+- ``engine="ray"`` (:mod:`.engines.ray_audit`): a Ray cluster. Ray Data reads and decodes the images, an actor
+  pool explains them (one model per actor), each batch comes home as its records and a partial
+  :class:`~.stats.AuditStats`, merged here in batch order.
+
+Results go to disk after every batch (:mod:`.store`), the accumulators keep a fixed size per class
+(:mod:`.stats`), and at the end one streaming pass over the stored results gives the verdicts
 (:mod:`.findings`) and the report (:mod:`.report`). What grows with the data set is the list of file
-names and the records on disk, never the memory held per image.
-
-A distributed engine would replace only the loop: map :func:`~.batch.audit_batch` over partitions, turn
-each result into records with :func:`records_of`, fold each partition's records into its own
-:class:`~.stats.AuditStats`, and combine those with :meth:`~.stats.AuditStats.merge`.
+names and the records on disk, never the memory held per image. The output folder is locked for the
+whole run (:class:`~saliscope.io.folder_lock.FolderLock`): a second run on it refuses instead of mixing
+its records in.
 """
 
 from __future__ import annotations
@@ -21,31 +26,30 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-from torch import Tensor, nn
+from torch import nn
 
 from .. import registry
-from ..core.errors import InputError, SaliscopeError, TargetError
-from ..core.model_state import model_device
+from ..core.errors import InputError, TargetError
 from ..core.targets import label_index
+from ..io.folder_lock import FolderLock
 from ..methods.base import Explainer
 from ..models.preprocess import Preprocess
-from .batch import BatchResult, audit_batch, mass_view
+from .batch import mass_view
 from .dataset import Item, LoadedBatch, crop_warnings, interleave, load_batch, scan_image_folder, seen_warnings
+from .engines.options import Engine, RayOptions, check_engine
 from .findings import analyse
+from .progress import Progress
 from .regions import Region, standard_regions
 from .report import build_summary, write_outputs
 from .settings import AuditSettings
 from .stats import AuditStats
-from .store import AuditStore, decode_map, encode_map
+from .step import BatchContext, audit_loaded, fold, records_of
+from .store import AuditStore
 from .verdicts import ClassVerdict, method_notes
 
-
-class Progress(Protocol):
-    def start(self, total: int, done: int) -> None: ...
-    def advance(self, n: int) -> None: ...
+__all__ = ["AuditOutcome", "AuditSettings", "Progress", "records_of", "run_audit"]
 
 
 @dataclass
@@ -74,15 +78,36 @@ def run_audit(
     progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
     model_spec: str | None = None,
+    engine: Engine = "local",
+    ray_address: str | None = None,
+    workers: int | None = None,
+    cpus_per_worker: float | None = None,
+    gpus_per_worker: float | None = None,
 ) -> AuditOutcome:
     """Audit every image of the ImageFolder ``data_dir`` with ``model``; write the results to ``out``.
 
     ``explainer`` defaults to ``settings.method`` built for ``model``; ``preprocess`` to the model's own
     ``.preprocess``. Writes ``records.jsonl`` and ``state.npz`` as it goes, then ``summary.json`` and
-    ``report.html``. With ``resume``, continues an interrupted audit in ``out``.
+    ``report.html``. With ``resume``, continues an interrupted audit in ``out`` (with either engine,
+    whichever engine began it).
+
+    ``engine="ray"`` runs the batches on a Ray cluster (see :class:`~.engines.options.RayOptions` for
+    ``ray_address``, ``workers``, ``cpus_per_worker`` and ``gpus_per_worker``); the model, the explainer
+    and the preprocessing travel to the workers pickled, so their classes must be importable there. The
+    outputs are those of the local engine: the same records in the same order, the same verdicts.
+
+    Raises :class:`~saliscope.io.folder_lock.FolderInUseError` when another run is writing to ``out``.
     """
     s = settings or AuditSettings()
     _check_settings(s)
+    engine = check_engine(engine)
+    cluster = RayOptions(ray_address, workers, cpus_per_worker, gpus_per_worker)
+    if engine == "local" and cluster != RayOptions():
+        raise InputError(
+            "ray_address, workers, cpus_per_worker and gpus_per_worker apply to the Ray engine only",
+            'pass engine="ray", or leave them out',
+            "add --engine ray, or leave out the Ray options",
+        )
     started = time.perf_counter()
     pre = preprocess if preprocess is not None else getattr(model, "preprocess", None)
     if not isinstance(pre, Preprocess):
@@ -100,91 +125,92 @@ def run_audit(
         say(note)
 
     config = _config(folder.root, folder.classes, model, explainer, pre, s, regions)
-    store = AuditStore(Path(out))
-    stats, done = store.start(config, resume=resume)
-    resumed = stats is not None
-    if stats is None:
-        stats = AuditStats(folder.classes, n_regions=len(regions), grid=s.grid)
-    order = interleave(folder.items, folder.classes)
-    if s.limit is not None:
-        order = order[: s.limit]
-    todo = [item for item in order if item.key not in done]
-    if progress is not None:
-        progress.start(len(todo), len(order) - len(todo))
+    with FolderLock(out):
+        store = AuditStore(Path(out))
+        stats, done = store.start(config, resume=resume)
+        resumed = stats is not None
+        if stats is None:
+            stats = AuditStats(folder.classes, n_regions=len(regions), grid=s.grid)
+        order = interleave(folder.items, folder.classes)
+        if s.limit is not None:
+            order = order[: s.limit]
+        todo = [item for item in order if item.key not in done]
+        batches = [todo[i : i + s.batch_size] for i in range(0, len(todo), s.batch_size)]
+        if progress is not None:
+            progress.start(len(todo), len(order) - len(todo))
 
-    context = _Context(explainer, regions, s, pre, label_of)
-    streamed = time.perf_counter()
-    audited, method_seconds = _stream(todo, context, stats, store, config, progress)
-    streamed = time.perf_counter() - streamed
+        context = BatchContext(explainer, regions, s, pre, label_of)
+        streamed = time.perf_counter()
+        run: dict[str, Any] = {"engine": engine}
+        if engine == "ray" and batches:
+            from .engines.ray_audit import stream_on_ray
 
-    analyses = analyse(
-        stats,
-        regions,
-        store.records(),
-        thresholds=s.thresholds,
-        spot=s.spot,
-        top_n=s.top_n,
-        input_size=(pre.size, pre.size),
-    )
-    failures, seen = _tally(store)
-    notes = list(crop_warnings(pre)) + method_notes(explainer) + seen_warnings(seen)
-    # The stream's time against its explain calls' own: the audit's overhead, measured in one run.
-    run = {
-        "seconds": 0.0,
-        "stream_seconds": streamed,
-        "method_seconds": method_seconds,
-        "audited_now": audited,
-        "resumed": resumed,
-        "batch_size": s.batch_size,
-    }
-    summary = build_summary(
-        config=config,
-        folder=folder,
-        stats=stats,
-        analyses=analyses,
-        failures=failures,
-        seen=seen,
-        warnings=notes,
-        settings=s,
-        run=run,
-        model=model,
-        model_spec=model_spec,
-        preprocess=pre,
-    )
-    summary["run"]["seconds"] = time.perf_counter() - started  # up to the report; writing it is not counted
-    summary_path, report_path = write_outputs(Path(out), summary, analyses, stats, folder.root, pre)
+            audited, method_seconds, spread = stream_on_ray(batches, context, stats, store, config, progress, cluster)
+            run["ray"] = spread
+        else:
+            audited, method_seconds = _stream(batches, context, stats, store, config, progress)
+        streamed = time.perf_counter() - streamed
+
+        analyses = analyse(
+            stats,
+            regions,
+            store.records(),
+            thresholds=s.thresholds,
+            spot=s.spot,
+            top_n=s.top_n,
+            input_size=(pre.size, pre.size),
+        )
+        failures, seen = _tally(store)
+        notes = list(crop_warnings(pre)) + method_notes(explainer) + seen_warnings(seen)
+        # The stream's time against its explain calls' own: the audit's overhead, measured in one run.
+        run.update(
+            {
+                "seconds": 0.0,
+                "stream_seconds": streamed,
+                "method_seconds": method_seconds,
+                "audited_now": audited,
+                "resumed": resumed,
+                "batch_size": s.batch_size,
+            }
+        )
+        summary = build_summary(
+            config=config,
+            folder=folder,
+            stats=stats,
+            analyses=analyses,
+            failures=failures,
+            seen=seen,
+            warnings=notes,
+            settings=s,
+            run=run,
+            model=model,
+            model_spec=model_spec,
+            preprocess=pre,
+        )
+        summary["run"]["seconds"] = time.perf_counter() - started  # up to the report; writing it is not counted
+        summary_path, report_path = write_outputs(Path(out), summary, analyses, stats, folder.root, pre)
     return AuditOutcome(
         Path(out), summary, summary_path, report_path, [a.verdict for a in analyses], failures, audited, resumed
     )
 
 
-# ----- the loop ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Context:
-    explainer: Explainer
-    regions: tuple[Region, ...]
-    settings: AuditSettings
-    preprocess: Preprocess
-    label_of: dict[str, int] | None
+# ----- the local engine -------------------------------------------------------------------------------
 
 
 def _stream(
-    todo: list[Item],
-    ctx: _Context,
+    batches: list[list[Item]],
+    ctx: BatchContext,
     stats: AuditStats,
     store: AuditStore,
     config: dict[str, Any],
     progress: Progress | None,
 ) -> tuple[int, float]:
-    """Audit ``todo`` batch by batch; returns how many images were audited and the seconds the method's
-    explain calls took. Checkpoints on the way out, also when interrupted, unless the interruption fell
-    between writing a batch and counting it."""
-    size = ctx.settings.batch_size
-    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+    """Audit ``batches`` one after another; returns how many images were audited and the seconds the
+    method's explain calls took. Checkpoints on the way out, also when interrupted, once a batch is done,
+    unless the interruption fell between writing a batch and counting it."""
     audited = 0
     method_seconds = 0.0
+    committed = 0  # batches written by this call
     consistent = True
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="saliscope-audit-read") as pool:
@@ -196,149 +222,24 @@ def _stream(
                 assert pending is not None
                 loaded = pending.result()
                 pending = pool.submit(load_batch, batches[k + 1], ctx.preprocess) if k + 1 < len(batches) else None
-                result = None
-                if loaded.images is not None:
-                    if not warmed:
-                        warmed = _warm(ctx, loaded)
-                    loaded, result = _explain_batch(ctx, loaded, setup_works=warmed)
-                    method_seconds += 0.0 if result is None else result.cost.seconds
-                # Accuracy only means something when the model chose the class explained.
-                truth = ctx.label_of if ctx.settings.target == "predicted" else None
-                records, updates = records_of(batch, loaded, result, truth)
+                step = audit_loaded(ctx, batch, loaded, warmed=warmed)
+                warmed = step.warmed
+                method_seconds += step.method_seconds
                 consistent = False
-                store.append(records)
-                for label, kwargs in updates:
-                    stats.add(label, **kwargs)
+                store.append(step.records)
+                fold(stats, step.updates)
                 consistent = True
-                audited += len(loaded.items)
+                committed += 1
+                audited += step.audited
                 if store.due():
                     store.checkpoint(stats, config)
                 if progress is not None:
                     progress.advance(len(batch))
     finally:
-        if consistent:
+        if consistent and committed:  # nothing done: the folder stays as it was (empty for a new audit)
             with contextlib.suppress(Exception):
                 store.checkpoint(stats, config)
     return audited, method_seconds
-
-
-def _warm(ctx: _Context, loaded: LoadedBatch) -> bool:
-    """Explain one image once and throw the answer away; False when that image cannot be explained.
-
-    The explainer measures what one row costs on its first call and plans its chunks from then on; doing
-    that here, before the first batch, chunks every batch alike in a fresh and in a resumed audit, so a
-    resumed audit computes bit-for-bit the maps an uninterrupted one would have.
-    """
-    assert loaded.images is not None
-    try:
-        _explain(ctx, loaded.images[:1], loaded.items[:1])
-    except SaliscopeError:
-        return False  # the batch will tell whether the image or the set-up is at fault
-    return True
-
-
-def _explain_batch(ctx: _Context, loaded: LoadedBatch, *, setup_works: bool) -> tuple[LoadedBatch, BatchResult | None]:
-    """The batch's result; when it fails, each image is tried alone so that one image the method cannot
-    explain (a model that overflows on it, say) is listed as a failure instead of ending the audit.
-
-    When every image fails with the same error before any image of the audit was explained
-    (``setup_works`` False), the fault is the set-up's (a layer, a target), not the images': it is raised.
-    """
-    assert loaded.images is not None
-    try:
-        return loaded, _explain(ctx, loaded.images, loaded.items)
-    except SaliscopeError as exc:
-        first = exc
-    good: list[int] = []
-    bad: list[tuple[Item, str]] = []
-    for j, item in enumerate(loaded.items):
-        try:
-            _explain(ctx, loaded.images[j : j + 1], [item])
-            good.append(j)
-        except SaliscopeError as exc:
-            bad.append((item, f"cannot be explained: {' '.join(str(exc).split())}"))
-    if not setup_works and not good and len(bad) > 1 and len({reason for _, reason in bad}) == 1:
-        raise first
-    kept = LoadedBatch(
-        loaded.images[good] if good else None,
-        tuple(loaded.items[j] for j in good),
-        tuple(loaded.sizes[j] for j in good),
-        tuple(loaded.seen[j] for j in good),
-        loaded.failed + tuple(bad),
-    )
-    return kept, (_explain(ctx, kept.images, kept.items) if kept.images is not None else None)
-
-
-def _explain(ctx: _Context, images: Tensor, items: Sequence[Item]) -> BatchResult:
-    s = ctx.settings
-    targets = None if s.target == "predicted" else [ctx.label_of[i.label] for i in items]  # type: ignore[index]
-    return audit_batch(
-        ctx.explainer,
-        images.to(model_device(ctx.explainer.model)),
-        regions=ctx.regions,
-        targets=targets,
-        grid=s.grid,
-        preprocess=ctx.preprocess,
-        view_size=s.view_size,
-        evidence=s.evidence,
-    )
-
-
-def records_of(
-    batch: Sequence[Item],
-    loaded: LoadedBatch,
-    result: BatchResult | None,
-    truth: dict[str, int] | None,
-) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
-    """One batch's records (in the batch's order, failures included) and the accumulator updates they imply.
-
-    ``truth`` maps a folder's class to the model's class index, to count how often the class explained
-    is the folder's (None: not counted).
-
-    The stats see each map exactly as it is stored (float16), so statistics recomputed from the records
-    agree with the accumulated ones.
-    """
-    failed = {item.key: reason for item, reason in loaded.failed}
-    position = {item.key: j for j, item in enumerate(loaded.items)}
-    records: list[dict[str, Any]] = []
-    updates: list[tuple[str, dict[str, Any]]] = []
-    for item in batch:
-        if item.key in failed:
-            records.append({"key": item.key, "class": item.label, "error": failed[item.key]})
-            continue
-        assert result is not None
-        j = position[item.key]
-        flat = bool(result.flat[j])
-        explained = int(result.classes[j])
-        score = float(result.scores[j])
-        encoded = None if flat else encode_map(result.maps[j].numpy())
-        masses = None if flat else [float(v) for v in result.masses[j]]
-        records.append(
-            {
-                "key": item.key,
-                "class": item.label,
-                "explained": explained,
-                "score": score if np.isfinite(score) else None,
-                "flat": flat,
-                "masses": masses,
-                "map": encoded,
-                "size": list(loaded.sizes[j]),
-                "seen": loaded.seen[j],
-            }
-        )
-        correct = None if truth is None else explained == truth[item.label]
-        updates.append(
-            (
-                item.label,
-                {
-                    "grid_map": None if encoded is None else decode_map(encoded, result.maps.shape[-1]),
-                    "masses": None if masses is None else np.asarray(masses, np.float64),
-                    "pixels": None if result.pixels is None else result.pixels[j].numpy(),
-                    "correct": correct,
-                },
-            )
-        )
-    return records, updates
 
 
 # ----- helpers ----------------------------------------------------------------------------------------

@@ -126,11 +126,12 @@ class AuditStats:
             s.pixel_count += 1
 
     def merge(self, other: AuditStats) -> None:
-        """Fold in the statistics of another part of the same audit (same classes, regions and grid): a
-        distributed engine maps :func:`~.batch.audit_batch` over partitions, folds each partition's records
-        into its own ``AuditStats``, and merges those here. Means and spreads equal a single pass's up to
-        float rounding; counts and sums exactly."""
-        if (other.classes, other.n_regions, other.grid) != (self.classes, self.n_regions, self.grid):
+        """Fold in the statistics of another part of the same audit (same regions and grid; its classes
+        some or all of these): a distributed engine maps :func:`~.batch.audit_batch` over partitions, folds
+        each partition's records into its own ``AuditStats`` (over the classes the partition holds), and
+        merges those here. Means and spreads equal a single pass's up to float rounding; counts and sums
+        exactly."""
+        if (other.n_regions, other.grid) != (self.n_regions, self.grid) or not set(other.classes) <= set(self.classes):
             raise ValueError("only statistics of the same audit (classes, regions, grid) can be merged")
         for name, theirs in other.per_class.items():
             mine = self.per_class[name]
@@ -203,14 +204,28 @@ class Candidate:
         return float(grid_map[r0:r1, c0:c1].sum())
 
 
-@dataclass(order=True)
+RANK_DECIMALS = 9  # masses equal to this many decimals tie (float noise must not pick the images shown)
+
+
+@dataclass
 class Ranked:
-    """One image in a top-N heap (ordered by mass, then by arrival: earlier wins ties)."""
+    """One image in a top-N heap: ranked by mass (to :data:`RANK_DECIMALS` decimals), then by arrival, the
+    earlier image ranking higher. Rounding first makes masses that differ only by float noise (1.0 and
+    1.0000000000000002, as two thread counts or engines compute them) tie, so the earlier image wins."""
 
     mass: float
     order: int
-    key: str = field(compare=False)
-    record: dict[str, Any] = field(compare=False)
+    key: str
+    record: dict[str, Any]
+
+    def rank(self) -> tuple[float, int]:
+        return round(self.mass, RANK_DECIMALS), -self.order
+
+    def __lt__(self, other: Ranked) -> bool:
+        return self.rank() < other.rank()
+
+    def __gt__(self, other: Ranked) -> bool:
+        return self.rank() > other.rank()
 
 
 class TopN:
@@ -230,7 +245,7 @@ class TopN:
 
     def best(self) -> list[Ranked]:
         """Largest mass first; among equal masses, the earliest image first."""
-        return sorted(self._heap, key=lambda r: (-r.mass, r.order))
+        return sorted(self._heap, key=lambda r: r.rank(), reverse=True)
 
 
 @dataclass

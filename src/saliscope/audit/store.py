@@ -55,6 +55,11 @@ def decode_map(text: str, grid: int) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), "<f2").astype(np.float64).reshape(grid, grid)
 
 
+def encode_records(records: list[dict[str, Any]]) -> bytes:
+    """Records as the lines of ``records.jsonl``: one JSON object per line, UTF-8."""
+    return "".join(json.dumps(r, allow_nan=False, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+
+
 class AuditStore:
     """The records and checkpoint of one audit in ``out``."""
 
@@ -114,11 +119,12 @@ class AuditStore:
         return state, meta["config"], int(meta["records_bytes"])
 
     # -- writing -----------------------------------------------------------------------------------
-    def append(self, records: list[dict[str, Any]]) -> None:
-        """Append one batch's records in a single write."""
-        if not records:
+    def append(self, records: list[dict[str, Any]] | bytes) -> None:
+        """Append one batch's records in a single write: the records, or their lines as
+        :func:`encode_records` made them (a worker elsewhere can do that part of the work)."""
+        data = records if isinstance(records, bytes) else encode_records(records)
+        if not data:
             return
-        data = "".join(json.dumps(r, allow_nan=False, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
         with open(self.records_path, "ab") as handle:
             handle.write(data)
         self._bytes += len(data)

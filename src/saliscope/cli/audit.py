@@ -16,6 +16,7 @@ import click
 
 from ..core.errors import InputError, MethodError
 from .common import EXIT_PARTIAL, checked_device, debug_option, load_cli_model, model_options
+from .engine_options import engine_choice, engine_options
 
 EXIT_INTERRUPTED = 130
 
@@ -177,6 +178,7 @@ class _Bar:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for noise-based methods.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=None, help="Samples per model call inside a method.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda (or cuda:N).")
+@engine_options
 @debug_option
 @click.pass_context
 def audit(
@@ -201,12 +203,20 @@ def audit(
     seed: int,
     chunk_size: int | None,
     device: str,
+    engine: str,
+    ray_address: str | None,
+    workers: int | None,
+    cpus_per_worker: float | None,
+    gpus_per_worker: float | None,
 ) -> None:
     """Audit a data set for shortcuts: where does the model's evidence sit, class by class?
 
     DATA_DIR holds one sub-folder of images per class. Every image is explained; the audit measures how
     much saliency lies in the border, the corners, --region, and a fixed spot shared by a class, and
     prints one verdict per class. Writes OUT/report.html (self-contained) and OUT/summary.json.
+
+    With --engine ray the images are read and explained on a Ray cluster (a local Ray instance unless
+    --ray-address names one); the outputs are the same.
     """
     from .. import registry
     from ..audit import AuditSettings, Thresholds, run_audit, scan_image_folder
@@ -214,6 +224,7 @@ def audit(
     from . import pipeline
 
     spec = registry.get(method)  # an unknown method fails before the model loads
+    chosen, cluster = engine_choice(engine, ray_address, workers, cpus_per_worker, gpus_per_worker, device=device)
     out = pipeline.check_out(out)
     device = checked_device(device)
     scan_image_folder(data_dir)  # a wrong folder fails before the model loads
@@ -254,6 +265,11 @@ def audit(
             progress=bar,
             warn=warn,
             model_spec=model_spec,
+            engine=chosen,
+            ray_address=cluster.address,
+            workers=cluster.workers,
+            cpus_per_worker=cluster.cpus_per_worker,
+            gpus_per_worker=cluster.gpus_per_worker,
         )
     except KeyboardInterrupt:
         bar.close()  # before the message, so the bar's line does not swallow it

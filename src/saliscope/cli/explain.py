@@ -17,6 +17,7 @@ from .common import (
     model_options,
     run_sources,
 )
+from .engine_options import ENGINE_KEYS, engine_choice, engine_options
 from .targets import target_options
 
 DEMO_METHODS = "gradient,smoothgrad,integrated-gradients,gradcam"
@@ -56,6 +57,7 @@ DEMO_METHODS = "gradient,smoothgrad,integrated-gradients,gradcam"
     "verdict line per method and write OUT/index.html with the images, maps and verdicts.",
 )
 @method_options
+@engine_options
 @click.pass_context
 def explain(
     ctx: click.Context,
@@ -72,7 +74,9 @@ def explain(
 
     For each image, prints the top-5 classes and writes to OUT/<image name>/: <method>.png (the map over
     the photo), <method>.npy (raw attributions, C×H×W float32) and panel.png (all methods side by side);
-    then OUT/summary.json. With --check, also each map's verdicts and OUT/index.html.
+    then OUT/summary.json. With --check, also each map's verdicts and OUT/index.html. With --engine ray the
+    images are explained on a Ray cluster (a local Ray instance unless --ray-address names one); the files are
+    the same.
 
     Detectors (e.g. --model torchvision:fasterrcnn_mobilenet_v3_large_320_fpn): prints the detections and
     explains one, --detection K or --box x0,y0,x1,y1 [--label NAME]; segmentation models: --label NAME over
@@ -83,8 +87,17 @@ def explain(
     if top_k is not None and target.strip().lower() not in ("predicted", "top1", "top-1"):
         raise click.UsageError("--top-k explains the top classes; it cannot be combined with --target")
     region = regions.Planner(targets.request(options, target=target, top_k=top_k))
+    engine, cluster = engine_choice(*(options.pop(key) for key in ENGINE_KEYS), device=options["device"])
     settings = build_settings(
-        options, out=out, target=target, top_k=top_k, model_spec=model_spec, check=check, region=region
+        options,
+        out=out,
+        target=target,
+        top_k=top_k,
+        model_spec=model_spec,
+        check=check,
+        region=region,
+        engine=engine,
+        ray=cluster,
     )
     sources = pipeline.file_sources(images)
     if len(sources) == 1:

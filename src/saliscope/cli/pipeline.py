@@ -33,19 +33,24 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
 from torch import nn
 
 from .. import registry
+from ..audit.engines.options import Engine, RayOptions
 from ..core.errors import ImageError, MethodError, SaliscopeError, TargetError
 from ..core.targets import ClassTarget, label_index, logits_of
 from ..core.views import DEFAULT_ALPHA, Evidence
+from ..io.folder_lock import FolderLock
 from ..methods.base import Explainer
 from ..viz import display_hint, overlay, panel, save_json, save_npy, save_png
 from . import checking
+
+if TYPE_CHECKING:
+    from .regions import Dense
 
 TOP = 5
 
@@ -74,6 +79,8 @@ class Settings:
     check: bool = False  # judge every map (trust.check_view), print the verdicts and write OUT/index.html
     page_title: str = "saliscope: maps and their verdicts"
     region: Any = None  # explain: a cli.regions.Planner (detectors and segmentation models), or None
+    engine: Engine = "local"  # where the images are explained: this process, or a Ray cluster
+    ray: RayOptions = field(default_factory=RayOptions)  # the Ray cluster and its workers (engine "ray")
 
 
 @dataclass
@@ -514,7 +521,24 @@ def run(
     """Explain every source; a failing image is recorded and the run goes on.
 
     With a single image its error is raised instead (the caller prints it as the run's one error).
+    ``settings.engine`` says where the images are explained: here, or on a Ray cluster
+    (:mod:`saliscope.cli.explain_ray`), with the same files written. The output folder is locked for the
+    run: a second run writing to it refuses (:class:`~saliscope.io.folder_lock.FolderInUseError`).
     """
+    with FolderLock(settings.out):
+        return _run(sources, model, settings, out_line=out_line, err_line=err_line, debug=debug, progress=progress)
+
+
+def _run(
+    sources: list[Source],
+    model: nn.Module,
+    settings: Settings,
+    *,
+    out_line: Callable[[str], None],
+    err_line: Callable[[str], None],
+    debug: bool,
+    progress: Callable[[list[Source]], Any] | None,
+) -> Outcome:
     from .. import __version__
 
     labels = getattr(model, "labels", None)
@@ -536,40 +560,41 @@ def run(
     }
     check_layer(model, explainers, settings.device)
 
-    images: list[dict[str, Any]] = []
     sections: list[checking.ImageSection] = []
-    failures: list[tuple[str, str]] = []
-    checker = checking.Checker(model, len(sources), settings.options.seed or 0) if settings.check else None
-    iterator = progress(sources) if progress is not None else sources
-    for source in iterator:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", UserWarning)
-                if dense is not None:
-                    rendered = dense.explain_image(source, model, explainers, settings, out_line)
-                else:
-                    rendered = explain_image(source, model, explainers, settings, target_index, out_line, checker)
-            notes = captured([w for w in caught if issubclass(w.category, UserWarning)])
-            for note in notes:
-                err_line(f"warning: {source.path}: {note}")
-            rendered.record["warnings"] = notes
-            write(rendered, settings.out)
-        except SaliscopeError as exc:
-            if len(sources) == 1:
-                raise
-            failures.append((source.path, one_line(str(exc))))
-            err_line(f"error: {source.path}: {one_line(str(exc))}")
-            continue
-        except Exception as exc:
-            if len(sources) == 1 or debug:
-                raise
-            reason = f"internal error: {type(exc).__name__}: {one_line(str(exc))}"
-            failures.append((source.path, reason))
-            err_line(f"error: {source.path}: {reason}")
-            continue
-        images.append(rendered.record)
-        sections.extend(rendered.sections)
-        out_line(f"  -> {settings.out / source.stem}{os.sep}")
+    if settings.engine == "ray":
+        from .explain_ray import explain_on_ray
+
+        if dense is not None or settings.check:
+            what = "--check" if dense is None else f"a {kind}"
+            raise MethodError(
+                f"the Ray engine explains a classifier's class maps without --check; this run asks for {what}",
+                "run it with --engine local",
+            )
+        images, failures = explain_on_ray(
+            sources,
+            model,
+            list(explainers),
+            settings,
+            target_index,
+            out_line=out_line,
+            err_line=err_line,
+            debug=debug,
+            progress=progress,
+        )
+    else:
+        images, failures = _explain_here(
+            sources,
+            model,
+            explainers,
+            settings,
+            target_index,
+            dense,
+            sections,
+            out_line=out_line,
+            err_line=err_line,
+            debug=debug,
+            progress=progress,
+        )
 
     summary_path = None
     if images:
@@ -607,6 +632,58 @@ def run(
             label = checking.model_label(model)
             checking.write_page(settings.out, sections, title=settings.page_title, model=label)
     return Outcome(len(images), failures, summary_path)
+
+
+def _explain_here(
+    sources: list[Source],
+    model: nn.Module,
+    explainers: dict[str, Explainer],
+    settings: Settings,
+    target_index: int | None,
+    dense: Dense | None,
+    sections: list[checking.ImageSection],
+    *,
+    out_line: Callable[[str], None],
+    err_line: Callable[[str], None],
+    debug: bool,
+    progress: Callable[[list[Source]], Any] | None,
+) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """The local engine: each source explained and written in turn; returns the records and the failures, and
+    adds each checked image's page sections to ``sections``."""
+    images: list[dict[str, Any]] = []
+    failures: list[tuple[str, str]] = []
+    checker = checking.Checker(model, len(sources), settings.options.seed or 0) if settings.check else None
+    iterator = progress(sources) if progress is not None else sources
+    for source in iterator:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                if dense is not None:
+                    rendered = dense.explain_image(source, model, explainers, settings, out_line)
+                else:
+                    rendered = explain_image(source, model, explainers, settings, target_index, out_line, checker)
+            notes = captured([w for w in caught if issubclass(w.category, UserWarning)])
+            for note in notes:
+                err_line(f"warning: {source.path}: {note}")
+            rendered.record["warnings"] = notes
+            write(rendered, settings.out)
+        except SaliscopeError as exc:
+            if len(sources) == 1:
+                raise
+            failures.append((source.path, one_line(str(exc))))
+            err_line(f"error: {source.path}: {one_line(str(exc))}")
+            continue
+        except Exception as exc:
+            if len(sources) == 1 or debug:
+                raise
+            reason = f"internal error: {type(exc).__name__}: {one_line(str(exc))}"
+            failures.append((source.path, reason))
+            err_line(f"error: {source.path}: {reason}")
+            continue
+        images.append(rendered.record)
+        sections.extend(rendered.sections)
+        out_line(f"  -> {settings.out / source.stem}{os.sep}")
+    return images, failures
 
 
 def one_line(text: str) -> str:
