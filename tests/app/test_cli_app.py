@@ -23,7 +23,7 @@ def model_file(tiny, tmp_path):
 
 
 def invoke(*args: object):
-    return CliRunner().invoke(cli, ["app", *(str(a) for a in args)])
+    return CliRunner().invoke(cli, ["app", "--trust-pickle", *(str(a) for a in args)])
 
 
 def test_without_gradio_one_line_names_the_extra_and_nothing_loads(monkeypatch) -> None:

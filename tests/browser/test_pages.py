@@ -70,7 +70,7 @@ def test_the_audit_report_reads_well_in_chromium(tmp_path, browser) -> None:
     model = tmp_path / "reader.pt"
     torch.save(PatchReader(), model)
     out = tmp_path / "audit"
-    run("audit", data, "--model", model, "--out", out, "--batch-size", 4)
+    run("audit", data, "--model", model, "--trust-pickle", "--out", out, "--batch-size", 4)
     report = check_page(out / "report.html", browser=browser, min_images=2)
     assert all(i["width"] > 0 for i in report.images)
 
@@ -91,8 +91,8 @@ def test_the_comparison_page_of_ten_methods_reads_well_in_chromium(tmp_path, sma
     )
     out = tmp_path / "compare"
     run(
-        "compare", small_photo, "--model", tmp_path / "tiny.pt", "--methods", methods, "--timing-runs", 1,
-        "--n-steps", 8, "--n-samples", 8, "--n-perturbations", 64, "--out", out,
+        "compare", small_photo, "--model", tmp_path / "tiny.pt", "--trust-pickle", "--methods", methods,
+        "--timing-runs", 1, "--n-steps", 8, "--n-samples", 8, "--n-perturbations", 64, "--out", out,
     )  # fmt: skip
     report = check_page(out / "compare.html", browser=browser)
     assert report.images[0]["width"] <= 1280

@@ -103,7 +103,7 @@ def test_audit_and_explain_refuse_a_folder_in_use(data: Path, tmp_path: Path) ->
     model = tmp_path / "reader.pt"
     torch.save(PatchReader(), model)
     for command in (["audit", str(data)], ["explain", str(data / "a"), "--method", "gradcam"]):
-        result = CliRunner().invoke(cli, [*command, "--model", str(model), "--out", str(out)])
+        result = CliRunner().invoke(cli, [*command, "--model", str(model), "--trust-pickle", "--out", str(out)])
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith(f"error: {out} is in use by another run (pid {os.getpid()}")
         assert "running: saliscope audit data" in result.stderr and len(result.stderr.splitlines()) == 1
@@ -117,7 +117,7 @@ def test_resume_while_the_first_run_goes_on_is_refused_and_after_a_kill_complete
     model = tmp_path / "slow.pt"
     torch.save(SlowReader(delay=0.4), model)
     out = tmp_path / "out"
-    args = ["audit", str(data), "--model", str(model), "--out", str(out), "--batch-size", "2"]
+    args = ["audit", str(data), "--model", str(model), "--trust-pickle", "--out", str(out), "--batch-size", "2"]
     first = subprocess.Popen(
         [sys.executable, "-m", "saliscope", *args],
         env=worker_env(),

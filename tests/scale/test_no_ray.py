@@ -43,7 +43,8 @@ def model_file(tmp_path: Path) -> Path:
 def test_without_ray_the_ray_engine_names_the_extra_in_one_line(data: Path, model_file: Path, tmp_path: Path) -> None:
     for command in (["audit", str(data)], ["explain", str(data / "a")]):
         result = CliRunner().invoke(
-            cli, [*command, "--model", str(model_file), "--out", str(tmp_path / "out"), "--engine", "ray"]
+            cli,
+            [*command, "--model", str(model_file), "--trust-pickle", "--out", str(tmp_path / "out"), "--engine", "ray"],
         )
         assert result.exit_code == 2, result.output
         assert result.stderr == (
@@ -70,7 +71,9 @@ def test_ray_options_need_the_ray_engine(
     data: Path, model_file: Path, tmp_path: Path, args: list, message: str
 ) -> None:
     for command in (["audit", str(data)], ["explain", str(data / "a")]):
-        result = CliRunner().invoke(cli, [*command, "--model", str(model_file), "--out", str(tmp_path / "o"), *args])
+        result = CliRunner().invoke(
+            cli, [*command, "--model", str(model_file), "--trust-pickle", "--out", str(tmp_path / "o"), *args]
+        )
         assert result.exit_code == 2 and message in result.stderr, result.output
     with pytest.raises(Exception, match="apply to the Ray engine only"):
         run_audit(data, PatchReader().eval(), out=tmp_path / "o", workers=2)
@@ -79,7 +82,7 @@ def test_ray_options_need_the_ray_engine(
 def test_the_device_belongs_to_the_local_engine(data: Path, model_file: Path, tmp_path: Path) -> None:
     pytest.importorskip("ray.data")
     result = CliRunner().invoke(
-        cli, ["audit", str(data), "--model", str(model_file), "--engine", "ray", "--device", "cuda"]
+        cli, ["audit", str(data), "--model", str(model_file), "--trust-pickle", "--engine", "ray", "--device", "cuda"]
     )
     assert result.exit_code == 2
     assert "--device cuda applies to --engine local" in result.stderr and "--gpus-per-worker 1" in result.stderr

@@ -46,7 +46,16 @@ def test_a_folder_explained_on_ray_gives_the_local_runs_files(tmp_path: Path) ->
     (data / "b" / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n torn")
     model = tmp_path / "reader.pt"
     torch.save(PatchReader(), model)
-    args = ["explain", str(data / "a"), str(data / "b"), "--model", str(model), "--method", "gradcam,gradient"]
+    args = [
+        "explain",
+        str(data / "a"),
+        str(data / "b"),
+        "--model",
+        str(model),
+        "--trust-pickle",
+        "--method",
+        "gradcam,gradient",
+    ]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a Ray worker's thread count: the maps match bit for bit
     try:
@@ -84,7 +93,18 @@ def test_one_unreadable_image_on_ray_is_the_runs_one_error(tmp_path: Path) -> No
     folder.mkdir()
     (folder / "torn.png").write_bytes(torn.read_bytes())
     result = CliRunner().invoke(
-        cli, ["explain", str(folder), "--model", str(model), "--out", str(tmp_path / "out"), "--engine", "ray"]
+        cli,
+        [
+            "explain",
+            str(folder),
+            "--model",
+            str(model),
+            "--trust-pickle",
+            "--out",
+            str(tmp_path / "out"),
+            "--engine",
+            "ray",
+        ],
     )
     assert result.exit_code == 2 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
     assert "is not an image file Pillow can read" in result.stderr and not (tmp_path / "out").exists()

@@ -114,7 +114,19 @@ def test_after_a_failure_no_ray_process_is_left(tmp_path: Path) -> None:
     # The failure comes once Ray runs: this machine has no GPU to give the workers.
     write_folder(tmp_path / "data", {"a": 2})
     torch.save(Fragile(), tmp_path / "model.pt")
-    args = ["audit", "data", "--model", "model.pt", "--out", "out", "--engine", "ray", "--gpus-per-worker", "1"]
+    args = [
+        "audit",
+        "data",
+        "--model",
+        "model.pt",
+        "--trust-pickle",
+        "--out",
+        "out",
+        "--engine",
+        "ray",
+        "--gpus-per-worker",
+        "1",
+    ]
     run = run_tracked(args, tmp_path)
     assert run.code == 2, run.stderr
     assert run.stderr == (
@@ -129,7 +141,19 @@ def test_after_ctrl_c_and_after_success_no_ray_process_is_left_and_the_audit_res
     data = write_folder(tmp_path / "data", {"a": 6, "b": 6})
     (data / "b" / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n torn")
     torch.save(SlowReader(delay=1.0), tmp_path / "slow.pt")
-    args = ["audit", "data", "--model", "slow.pt", "--out", "out", "--batch-size", "2", "--engine", "ray"]
+    args = [
+        "audit",
+        "data",
+        "--model",
+        "slow.pt",
+        "--trust-pickle",
+        "--out",
+        "out",
+        "--batch-size",
+        "2",
+        "--engine",
+        "ray",
+    ]
     out = tmp_path / "out"
 
     stopped = run_tracked([*args, "--workers", "2"], tmp_path, interrupt_when=lambda: len(records(out)) >= 4)
@@ -193,7 +217,7 @@ def test_with_an_address_the_run_connects_and_leaves_the_cluster_running(tmp_pat
             except OSError:
                 assert time.monotonic() < deadline and head.poll() is None, "the Ray head did not start"
                 time.sleep(0.5)
-        args = ["audit", "data", "--model", "reader.pt", "--out", "out", "--engine", "ray"]
+        args = ["audit", "data", "--model", "reader.pt", "--trust-pickle", "--out", "out", "--engine", "ray"]
         done = subprocess.run(
             [sys.executable, "-m", "saliscope", *args, "--ray-address", f"127.0.0.1:{port}"],
             cwd=tmp_path,

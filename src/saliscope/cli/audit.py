@@ -238,10 +238,10 @@ def audit(
     pipeline.check_layer(model, {spec.name: explainer}, device)
     settings = AuditSettings(
         method=spec.name,
-        target=target,
+        target=target,  # type: ignore[arg-type]  # click.Choice(["predicted", "label"])
         batch_size=batch_size,
         border=border,
-        corner=corner,  # type: ignore[arg-type]
+        corner=corner,
         region=None if region is None else parse_region(region, preprocess.size),
         thresholds=Thresholds(min_excess=min_excess, min_share=min_share, min_spot_share=min_spot_share),
         top_n=top_n,

@@ -127,9 +127,7 @@ def demo(ctx: click.Context, out: Path, **options: Any) -> None:
     title = "saliscope demo: four photos, their maps, and whether to trust them"
     settings = build_settings(options, out=out, check=True, page_title=title)
     model = load_cli_model(None, None, settings.device)
-    sources = [
-        pipeline.Source(f"skimage.data.{name}", name, (lambda im=image: im)) for name, image in sample_images().items()
-    ]
+    sources = [pipeline.Source(f"skimage.data.{name}", name, image.copy) for name, image in sample_images().items()]
     run_sources(ctx, sources, model, settings)
 
 

@@ -50,6 +50,7 @@ from ..viz import display_hint, overlay, panel, save_json, save_npy, save_png
 from . import checking
 
 if TYPE_CHECKING:
+    from ..models.preprocess import Preprocess
     from .regions import Dense
 
 TOP = 5
@@ -291,14 +292,15 @@ def explain_image(
     """Predict, explain and render one image, in memory. Raises on the first failure. With a ``checker``
     (:class:`~saliscope.cli.checking.Checker`) every map is judged and one verdict line per method printed."""
     image = source.read()
-    preprocess = model.preprocess
+    preprocess: Preprocess = model.preprocess  # type: ignore[assignment]  # load_model and the CLI set it
     labels = getattr(model, "labels", None)
-    box = tuple(float(v) for v in preprocess.crop_box(*image.size))
+    x0, y0, x1, y1 = (float(v) for v in preprocess.crop_box(*image.size))
+    box = (x0, y0, x1, y1)
     x = preprocess(image).to(settings.device)
     with torch.no_grad():
         probs = torch.softmax(logits_of(model(x)).float(), dim=1)[0].cpu()
     top = probs.topk(min(TOP, probs.numel()))
-    top5 = [
+    top5: list[dict[str, Any]] = [
         {"index": int(i), "label": label_of(labels, int(i)), "probability": float(p)}
         for p, i in zip(top.values, top.indices, strict=True)
     ]

@@ -154,8 +154,8 @@ class Dense:
         clean = None if bound.scores is None else float(bound.scores[0])
         what = f"detection {index}" if isinstance(target, DetectionTarget) else "the box"
         shown = "" if clean is None else f" ({clean:.1%})"
-        corners = ",".join(f"{v:.0f}" for v in (round(v, 2) for v in photo_box))
-        say(f"  explaining {what}: {label_of(labels, c)}{shown}, box {corners}")
+        written = ",".join(f"{v:.0f}" for v in (round(v, 2) for v in photo_box))
+        say(f"  explaining {what}: {label_of(labels, c)}{shown}, box {written}")
         explained: dict[str, Any] = {
             "kind": "detection" if isinstance(target, DetectionTarget) else "box",
             "detection": index if isinstance(target, DetectionTarget) else None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -203,7 +203,7 @@ class BoxTarget(Target):
         _check_threshold(self.iou_threshold)
 
     @property
-    def needs_output(self) -> bool:  # type: ignore[override]
+    def needs_output(self) -> bool:
         return self.label is None
 
     def bind(self, output: object, batch_size: int) -> BoundDetections:
@@ -238,10 +238,13 @@ class DetectionTarget(Target):
 
     index: int | tuple[int, ...] = 0
     iou_threshold: float = 0.5
-    needs_output: bool = field(default=True, init=False)
 
     def __post_init__(self) -> None:
         _check_threshold(self.iou_threshold)
+
+    @property
+    def needs_output(self) -> bool:
+        return True
         indices = (self.index,) if isinstance(self.index, int) else self.index
         if isinstance(self.index, bool) or not all(isinstance(k, int) and not isinstance(k, bool) for k in indices):
             raise TargetError(f"a detection index must be an int, not {self.index!r}", "pass e.g. DetectionTarget(0)")

@@ -63,7 +63,7 @@ class OutputTarget(Target):
     key: Key
     inner: Target = field(default_factory=PredictedClass)
 
-    @property  # type: ignore[override]
+    @property
     def needs_output(self) -> bool:
         return self.inner.needs_output
 
@@ -114,7 +114,7 @@ class SegmentationTarget(Target):
     mask: Tensor | None = None
     key: Key | None = None
 
-    @property  # type: ignore[override]
+    @property
     def needs_output(self) -> bool:
         return self.mask is None
 

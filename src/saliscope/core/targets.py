@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -144,8 +144,10 @@ class BoundTarget(ABC):
 class Target(ABC):
     """Which score to explain. Resolve it with :meth:`bind` before scoring."""
 
-    #: Whether :meth:`bind` needs the model's output on the clean input (costs one forward pass).
-    needs_output: bool = False
+    @property
+    def needs_output(self) -> bool:
+        """Whether :meth:`bind` needs the model's output on the clean input (costs one forward pass)."""
+        return False
 
     @abstractmethod
     def bind(self, output: Tensor | None, batch_size: int) -> BoundTarget:
@@ -206,12 +208,18 @@ class EntryRecorder(BoundTarget):
     """``inner``, noting in ``seen`` which entry of the output its scores came from (on the first call).
 
     Explainers score through it so that an explanation can say what it read (``params["output"]``); copies
-    made by :meth:`take` share ``seen``.
+    made by :meth:`take` share ``seen``. Everything else it has (``classes``, ``boxes``, ...) is ``inner``'s;
+    :func:`recorded` gives ``inner`` itself, for type checks.
     """
 
     def __init__(self, inner: BoundTarget, seen: list[Key | None] | None = None) -> None:
         self.inner = inner
         self.seen: list[Key | None] = [] if seen is None else seen
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "inner":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     @property
     def batch_size(self) -> int:
@@ -228,6 +236,11 @@ class EntryRecorder(BoundTarget):
         if not self.seen:
             self.seen.append(self.inner.output_entry(output))
         return scores
+
+
+def recorded(target: BoundTarget) -> BoundTarget:
+    """The bound target an :class:`EntryRecorder` scores through (any other target as it is)."""
+    return target.inner if isinstance(target, EntryRecorder) else target
 
 
 @dataclass(frozen=True)
@@ -261,7 +274,10 @@ class PredictedClass(Target):
 
     rank: int = 0
     space: ScoreSpace = "logit"
-    needs_output: bool = field(default=True, init=False)
+
+    @property
+    def needs_output(self) -> bool:
+        return True
 
     def __post_init__(self) -> None:
         _check_space(self.space)

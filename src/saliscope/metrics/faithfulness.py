@@ -122,18 +122,19 @@ def scored_target(
     """
     if space not in get_args(Space):
         raise InputError(f"unknown score space {space!r}", "use space='probability' (softmax) or 'logit'")
-    chosen = as_target(explained_target(attribution, target), labels=getattr(model, "labels", None), space=space)
-    return _in_space(chosen, space)
+    scored: Space = space  # type: ignore[assignment]  # checked just above
+    chosen = as_target(explained_target(attribution, target), labels=getattr(model, "labels", None), space=scored)
+    return _in_space(chosen, scored)
 
 
-def _in_space(target: Target | BoundTarget, space: str) -> tuple[Target | BoundTarget, str]:
+def _in_space(target: Target | BoundTarget, space: Space) -> tuple[Target | BoundTarget, str]:
     if isinstance(target, (ClassTarget, PredictedClass, BoundClasses)):
         return replace(target, space=space), space
     inner = getattr(target, "inner", None)
     if is_dataclass(target) and isinstance(inner, (Target, BoundTarget)):
         # A target that picks one entry of a dict / tuple output (OutputTarget) scores its inner target.
         wrapped, used = _in_space(inner, space)
-        return replace(target, inner=wrapped), used  # type: ignore[type-var]
+        return replace(target, inner=wrapped), used
     return target, "target"
 
 

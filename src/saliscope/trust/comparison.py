@@ -44,7 +44,7 @@ from ..core.views import Evidence
 from ..methods.base import Attribution, Explainer
 from ..viz.display import DisplayHint, display_hint
 from ..viz.scorecard import ScoreRow, figure_png, scorecard_figure
-from .checks import CHECKS, CheckReport, Measurements, judge, measure
+from .checks import CHECKS, CheckReport, Measurements, comparable_auc, judge, measure
 from .thresholds import Grading, Thresholds
 
 if TYPE_CHECKING:
@@ -470,7 +470,7 @@ def _measure_one(
         stability=float(steady.spearman[:, 0].nan_to_num(nan=0.0).mean()),
         shift_rank_correlation=found.shift_rank_correlation[0],
         deletion_auc=found.deletion_auc[0],
-        insertion_auc=float(inserted.normalized_auc[0]),
+        insertion_auc=float(comparable_auc(inserted)[0]),
         randomised_rank_correlation=found.randomised_rank_correlation[0],
         needs=requirement(explainer),
         report=report,

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ...core.cost import CostMeter
 from ...core.detection_targets import BoundDetections, detections_of, paired_iou
 from ...core.errors import InputError, TargetError
-from ...core.targets import BoundTarget
+from ...core.targets import BoundTarget, recorded
 from ..base import Attribution, Precision
 from .fill import Replacement
 from .rise import RISE
@@ -120,6 +120,7 @@ class DRISE(RISE):
 
 
 def _reference(target: BoundTarget) -> BoundDetections:
+    target = recorded(target)
     if isinstance(target, BoundDetections):
         return target
     raise TargetError(

@@ -142,4 +142,4 @@ def _pair(value: Size, name: str) -> tuple[int, int]:
     pair = (value, value) if isinstance(value, int) else tuple(value)
     if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in pair):
         raise InputError(f"{name} must be a positive int or a pair of them, got {value!r}", f"use e.g. {name}=16")
-    return pair  # type: ignore[return-value]
+    return pair[0], pair[1]
