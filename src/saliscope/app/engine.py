@@ -28,6 +28,7 @@ from torch import nn
 from .. import registry
 from ..core.errors import ImageError, MethodError, SaliscopeError
 from ..core.explanation import Explanation
+from ..core.targets import logits_of
 from ..core.views import EVIDENCE, Evidence
 from ..methods.base import Explainer
 from ..methods.cam import CAM
@@ -36,6 +37,7 @@ from ..trust.comparison import Comparison, ShownMaps, compare_methods, shown
 from ..trust.thresholds import Thresholds
 from ..viz import display_hint, overlay, save_json, save_npy, save_png
 from ..viz.display import DisplayHint
+from ..viz.panel import shrink
 from .uploads import MAX_UPLOAD_BYTES, read_upload, sample_photo
 
 DEFAULT_APP_METHODS: tuple[str, ...] = ("gradient", "gradcam", "integrated-gradients")
@@ -181,15 +183,16 @@ class Explorer:
         else:
             raise ImageError("no photo yet", "upload a photo, or pick a sample photo")
         preprocess: Any = self.model.preprocess
-        box = tuple(float(v) for v in preprocess.crop_box(*photo.size))
+        x0, y0, x1, y1 = (float(v) for v in preprocess.crop_box(*photo.size))
+        box = (x0, y0, x1, y1)
         x = preprocess(photo).to(self.settings.device)
         with self.lock, torch.no_grad():
-            probs = torch.softmax(self.model(x).float(), dim=1)[0].cpu()
+            probs = torch.softmax(logits_of(self.model(x)).float(), dim=1)[0].cpu()
         top = probs.topk(min(TOP, probs.numel()))
         predictions = [
             Prediction(int(i), self.label(int(i)), float(p)) for p, i in zip(top.values, top.indices, strict=True)
         ]
-        small, small_box = shrink(photo, box, self.settings.work_side)  # type: ignore[arg-type]
+        small, small_box = shrink(photo, box, self.settings.work_side)
         return Session(name, small, small_box, x, predictions)
 
     def label(self, cls: int) -> str:
@@ -400,17 +403,6 @@ class Explorer:
             "n_samples": o.n_samples,
             "seed": o.seed,
         }
-
-
-def shrink(photo: Image.Image, box: Box, max_side: int) -> tuple[Image.Image, Box]:
-    """The photo scaled down to at most ``max_side`` pixels on its long side, the box with it."""
-    scale = max_side / max(photo.size)
-    if scale >= 1.0:
-        return photo, box
-    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
-    sx, sy = size[0] / photo.width, size[1] / photo.height
-    small = photo.resize(size, Image.Resampling.LANCZOS)
-    return small, (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
 
 
 def dashed_box(image: Image.Image, box: Box, *, dash: int = 6) -> Image.Image:

@@ -23,8 +23,9 @@ from .. import registry
 from ..core.errors import SaliscopeError
 from ..core.views import DEFAULT_ALPHA, Evidence
 from ..io.samples import SAMPLE_NAMES
+from ..viz.panel import shrink
 from ..viz.scorecard import figure_png
-from .engine import Explorer, Session, dashed_box, evidence_of, one_line, shrink
+from .engine import Explorer, Session, dashed_box, evidence_of, one_line
 from .render import Card, cards_html, status_html
 from .uploads import read_upload, sample_photo
 
@@ -176,8 +177,8 @@ class Handlers:
         except SaliscopeError as exc:
             return None, status_html(_message(exc), "error")
         preprocess: Any = self.x.model.preprocess
-        box = tuple(float(v) for v in preprocess.crop_box(*photo.size))
-        small, small_box = shrink(photo, box, self.x.settings.display_side)  # type: ignore[arg-type]
+        x0, y0, x1, y1 = (float(v) for v in preprocess.crop_box(*photo.size))
+        small, small_box = shrink(photo, (x0, y0, x1, y1), self.x.settings.display_side)
         note = f"{photo.width}×{photo.height} pixels: press Explain."
         return dashed_box(small.copy(), small_box), status_html(note)
 

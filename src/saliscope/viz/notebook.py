@@ -19,7 +19,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 from PIL import Image
 
 from ..core.errors import InputError
@@ -27,6 +26,7 @@ from ..core.views import DEFAULT_ALPHA, EVIDENCE, Evidence
 from .colormaps import get_cmap
 from .display import DisplayHint, display_hint
 from .overlay import Box, overlay
+from .panel import dash_crop, shrink
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -154,33 +154,14 @@ def _crop_box(e: Explanation, photo: Image.Image) -> Box | None:
     return None
 
 
-def _covers_part(box: Box | None, size: tuple[int, int]) -> bool:
-    if box is None:
-        return False
-    left, top, right, bottom = box
-    return left > 0.5 or top > 0.5 or right < size[0] - 0.5 or bottom < size[1] - 0.5
-
-
-def _shrunk(photo: Image.Image, box: Box | None, max_side: int = 768) -> tuple[Image.Image, Box | None]:
-    scale = max_side / max(photo.size)
-    if scale >= 1.0:
-        return photo, box
-    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
-    sx, sy = size[0] / photo.width, size[1] / photo.height
-    small = photo.resize(size, Image.Resampling.LANCZOS)
-    return small, None if box is None else (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
-
-
 def draw(
     ax: Axes, e: Explanation, i: int, photo: Image.Image, box: Box | None, view: DisplayHint, *, title: bool = True
 ) -> None:
     """Sample ``i``'s map over ``photo`` into ``ax``, the model's crop dashed when it is part of the photo."""
-    photo, box = _shrunk(photo, box)
+    photo, box = shrink(photo, box, 768)
     saliency = e.saliency(view.reduce, view.evidence)[i, 0]
     ax.imshow(np.asarray(overlay(photo, saliency, crop_box=box, signed=view.signed, alpha=DEFAULT_ALPHA)))
-    if box is not None and _covers_part(box, photo.size):
-        left, top, right, bottom = box
-        ax.add_patch(Rectangle((left, top), right - left, bottom - top, fill=False, edgecolor="white", ls="--", lw=1.0))
+    dash_crop(ax, box, photo.size)
     if title:
         ax.set_title(class_words(e, i), fontsize=10)
     ax.set_axis_off()

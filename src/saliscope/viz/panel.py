@@ -7,6 +7,7 @@ current figure, rcParams) changes, and no figure is kept alive by a figure manag
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -20,6 +21,9 @@ from ..core.errors import InputError
 from .colormaps import DEFAULT_ALPHA, MapLike, as_map, get_cmap
 from .outline import Outline
 from .overlay import Box, overlay
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 MapEntry = tuple[str, MapLike, "bool | None"]
 
@@ -58,7 +62,7 @@ def panel(
     """
     if not isinstance(image, Image.Image):
         raise InputError(f"panel needs a PIL image, got {type(image).__name__}", "use saliscope.load_image()")
-    photo, box = _shrink(image.convert("RGB"), crop_box, max_side)
+    photo, box = shrink(image.convert("RGB"), crop_box, max_side)
     entries = []
     for name, saliency, signed in maps:
         values = as_map(saliency)
@@ -76,13 +80,7 @@ def panel(
 
     ax = figure.add_subplot(grid[0, 0])
     ax.imshow(np.asarray(photo if outline is None else outline.draw(photo)))
-    if box is not None and _covers_part(box, photo.size):
-        left, top, right, bottom = box
-        ax.add_patch(
-            Rectangle(
-                (left, top), right - left, bottom - top, fill=False, edgecolor="white", linestyle="--", linewidth=1.0
-            )
-        )
+    dash_crop(ax, box, photo.size)
     ax.set_title("input" if box is None else "input (dashed: model's view)", fontsize=9)
     ax.set_axis_off()
 
@@ -119,8 +117,13 @@ def panel(
     return figure
 
 
-def _shrink(photo: Image.Image, box: Box | None, max_side: int) -> tuple[Image.Image, Box | None]:
-    """Downscale a large photo for display, scaling the crop box with it."""
+@overload
+def shrink(photo: Image.Image, box: Box, max_side: int) -> tuple[Image.Image, Box]: ...
+@overload
+def shrink(photo: Image.Image, box: None, max_side: int) -> tuple[Image.Image, None]: ...
+def shrink(photo: Image.Image, box: Box | None, max_side: int) -> tuple[Image.Image, Box | None]:
+    """The photo scaled down for display to at most ``max_side`` pixels on its long side, and the crop box
+    (in the photo's pixels) scaled with it."""
     scale = max_side / max(photo.size)
     if scale >= 1.0:
         return photo, box
@@ -132,9 +135,17 @@ def _shrink(photo: Image.Image, box: Box | None, max_side: int) -> tuple[Image.I
     return small, (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
 
 
-def _covers_part(box: Box, size: tuple[int, int]) -> bool:
+def dash_crop(ax: Axes, box: Box | None, size: tuple[int, int]) -> None:
+    """Dash the model's crop ``box`` on ``ax`` when it is a part of the ``size`` photo (not all of it)."""
+    if box is None:
+        return
     left, top, right, bottom = box
-    return left > 0.5 or top > 0.5 or right < size[0] - 0.5 or bottom < size[1] - 0.5
+    if left > 0.5 or top > 0.5 or right < size[0] - 0.5 or bottom < size[1] - 0.5:
+        ax.add_patch(
+            Rectangle(
+                (left, top), right - left, bottom - top, fill=False, edgecolor="white", linestyle="--", linewidth=1.0
+            )
+        )
 
 
 def _runs(kinds: list[bool]) -> list[tuple[int, int, bool]]:
