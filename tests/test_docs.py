@@ -91,6 +91,14 @@ def test_docs_page_links_resolve(page):
     assert missing_targets(page) == []
 
 
+@pytest.mark.parametrize("page", sorted(DOCS.rglob("*.md")), ids=lambda p: str(p.relative_to(DOCS)))
+def test_no_figure_is_left_as_a_placeholder(page):
+    """Tables and figures are pasted from the bench scripts' output; a line that is one upper-case word
+    (``FIGURES``, ``SWEEP_TABLE``) outside code is a place still waiting for them."""
+    prose = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL)
+    assert [line for line in prose.splitlines() if re.fullmatch(r"[A-Z][A-Z0-9_]{3,}", line.strip())] == []
+
+
 def nav_pages(nav: object) -> list[str]:
     """Every page path named in an mkdocs nav (nested lists of {title: page or list})."""
     if isinstance(nav, str):
