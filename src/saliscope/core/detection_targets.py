@@ -241,10 +241,6 @@ class DetectionTarget(Target):
 
     def __post_init__(self) -> None:
         _check_threshold(self.iou_threshold)
-
-    @property
-    def needs_output(self) -> bool:
-        return True
         indices = (self.index,) if isinstance(self.index, int) else self.index
         if isinstance(self.index, bool) or not all(isinstance(k, int) and not isinstance(k, bool) for k in indices):
             raise TargetError(f"a detection index must be an int, not {self.index!r}", "pass e.g. DetectionTarget(0)")
@@ -254,6 +250,10 @@ class DetectionTarget(Target):
                 "pass 0 for the most confident detection",
                 "pass --detection 0 for the most confident detection",
             )
+
+    @property
+    def needs_output(self) -> bool:
+        return True
 
     def bind(self, output: object, batch_size: int) -> BoundDetections:
         found = detections_of(output, batch_size)

@@ -102,8 +102,7 @@ class Scorer:
         net = self.model
         # Made before the first span, where the chunker measures what one row of the passes costs; used when
         # the run is long enough to pay for making it, or it is made already.
-        long_run = n_rows >= FOLD_FROM_ROWS * max(1, int(self.clean_scores.numel()))
-        if n_rows and (long_run or has_inference_net(self.model, self.probe)):
+        if n_rows and (n_rows >= FOLD_FROM_ROWS or has_inference_net(self.model, self.probe)):
             net = inference_net(self.model, self.probe, self.meter)
         spans = self.chunker.spans(n_rows, key=key, device=self.device, params=self.model.parameters, forward_only=True)
         with torch.no_grad():
