@@ -8,19 +8,43 @@ import torch
 from torch import Tensor, nn
 
 from ..core.cost import CostMeter
+from ..core.inference_copy import has_inference_net, inference_net
 from ..core.memory_layout import in_preferred_layout
 from ..core.targets import BoundTarget
 from .base import Attribution, Explainer
 
+# A folded copy makes a gradient pass of the default model ~1.5× faster; it pays for its making (0.11 s) within
+# a few dozen passes: SmoothGrad's 50 samples, Integrated Gradients' nodes.
+FOLD_GRADIENT_ROWS = 16
 
-def input_gradients(net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> tuple[Tensor, Tensor]:
+
+def input_gradients(
+    net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter, fast: nn.Module | None = None
+) -> tuple[Tensor, Tensor]:
     """``d score_i / d x_i`` for every sample of ``x`` ``(N, C, H, W)``, and the scores ``(N,)``.
 
     Uses ``torch.autograd.grad`` on the input only, so parameters' ``.grad`` is never touched. Summing
-    the scores is exact because in eval mode each sample's score depends on that sample alone.
+    the scores is exact because in eval mode each sample's score depends on that sample alone. ``fast``:
+    ``net``'s folded inference copy (:func:`gradient_net`), the same function, to differentiate instead.
     """
-    grad, scores = in_preferred_layout(net, x, lambda xin: _input_gradients(net, xin, target, meter))
+    run = net if fast is None else fast
+    grad, scores = in_preferred_layout(net, x, lambda xin: _input_gradients(run, xin, target, meter))
     return grad.contiguous(), scores
+
+
+def gradient_net(net: nn.Module, x: Tensor, rows: int, meter: CostMeter) -> nn.Module | None:
+    """The folded inference copy of ``net`` (batch norms folded into the convolutions: the same function of
+    the input, so the same input gradient) for a run of ``rows`` gradient passes on inputs shaped like ``x``,
+    when the run pays for making it or it is made already; else None (differentiate ``net`` itself).
+
+    Only for methods that differentiate the output with respect to the input alone: no hook, no layer."""
+    probe = x[:1].detach()
+    if any(m.training for m in net.modules()):
+        return None
+    if rows >= FOLD_GRADIENT_ROWS or has_inference_net(net, probe):
+        fast = inference_net(net, probe, meter)
+        return None if fast is net else fast
+    return None
 
 
 def _input_gradients(net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> tuple[Tensor, Tensor]:
@@ -42,14 +66,17 @@ class Gradient(Explainer):
     """
 
     name: ClassVar[str] = "gradient"
+    #: Whether long runs may differentiate the folded inference copy: not for subclasses that hook the model.
+    on_folded_copy: ClassVar[bool] = True
 
     def _gradients(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> tuple[Tensor, Tensor]:
         grads = torch.empty_like(x)
         scores = x.new_empty(x.shape[0])
+        fast = gradient_net(net, x, int(x.shape[0]), meter) if self.on_folded_copy else None
         spans = self.chunker.spans(int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters)
         for start, stop in spans:
             rows = torch.arange(start, stop)
-            grads[start:stop], scores[start:stop] = input_gradients(net, x[start:stop], target.take(rows), meter)
+            grads[start:stop], scores[start:stop] = input_gradients(net, x[start:stop], target.take(rows), meter, fast)
         return grads, scores
 
     def _attribute(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> Attribution:

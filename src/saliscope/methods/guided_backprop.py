@@ -47,6 +47,7 @@ class GuidedBackprop(Gradient):
     """
 
     name: ClassVar[str] = "guided-backprop"
+    on_folded_copy: ClassVar[bool] = False  # its hooks are on the model's own rectifiers
 
     def _attribute(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> Attribution:
         rectifiers = [m for m in net.modules() if isinstance(m, RECTIFIERS)]

@@ -18,7 +18,7 @@ from ..core.validation import real, whole
 from .adaptive_quadrature import UNIT, PathPlan, alpha, map_errors, triadic_positions
 from .base import Attribution, Explainer, Precision
 from .baselines import BaselineLike, as_baseline
-from .gradient import input_gradients
+from .gradient import gradient_net, input_gradients
 from .quadrature import RULES, Rule, quadrature
 
 IGRule = Rule | Literal["adaptive"]
@@ -155,13 +155,14 @@ class IntegratedGradients(Explainer):
         alphas = self.alphas.to(device=delta.device, dtype=delta.dtype)
         weights = self.weights.to(device=delta.device, dtype=delta.dtype)
         total = torch.zeros_like(delta)
+        fast = gradient_net(net, baseline, n * steps, meter)
         # Row r of the flattened work is path point (sample r // steps, step r % steps).
         spans = self.chunker.spans(n * steps, key=self.chunk_key(delta), device=delta.device, params=net.parameters)
         for start, stop in spans:
             rows = torch.arange(start, stop, device=delta.device)
             sample, step = rows // steps, rows % steps
             points = baseline[sample] + alphas[step].view(-1, 1, 1, 1) * delta[sample]
-            grads, _ = input_gradients(net, points, target.take(sample.cpu()), meter)
+            grads, _ = input_gradients(net, points, target.take(sample.cpu()), meter, fast)
             total.index_add_(0, sample, grads * weights[step].view(-1, 1, 1, 1))
         return total
 
@@ -289,9 +290,10 @@ class IntegratedGradients(Explainer):
     ) -> list[Tensor]:
         """The input gradient at each ``(image, position)`` row, in chunks."""
         out: list[Tensor] = []
+        fast = gradient_net(net, baseline, len(rows), meter)
         spans = self.chunker.spans(len(rows), key=self.chunk_key(delta), device=delta.device, params=net.parameters)
         for start, stop in spans:
             points, sample = self._points(baseline, delta, rows[start:stop])
-            grads, _ = input_gradients(net, points, target.take(sample), meter)
+            grads, _ = input_gradients(net, points, target.take(sample), meter, fast)
             out.extend(grads.unbind(0))
         return out
