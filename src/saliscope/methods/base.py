@@ -53,6 +53,9 @@ class Explainer(ABC):
     """
 
     name: ClassVar[str]
+    #: Whether the method only differentiates the model's output with respect to its input (no hook, no
+    #: layer), so that a long run may use the batch-norm-folded copy of the model, the same function.
+    on_folded_copy: ClassVar[bool] = False
 
     def __init__(
         self,

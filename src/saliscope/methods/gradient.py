@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.cost import CostMeter
-from ..core.inference_copy import has_inference_net, inference_net
+from ..core.inference_copy import inference_net
 from ..core.memory_layout import in_preferred_layout
 from ..core.targets import BoundTarget
 from .base import Attribution, Explainer
@@ -35,16 +35,14 @@ def input_gradients(
 def gradient_net(net: nn.Module, x: Tensor, rows: int, meter: CostMeter) -> nn.Module | None:
     """The folded inference copy of ``net`` (batch norms folded into the convolutions: the same function of
     the input, so the same input gradient) for a run of ``rows`` gradient passes on inputs shaped like ``x``,
-    when the run pays for making it or it is made already; else None (differentiate ``net`` itself).
+    when the run is long enough to pay for making it; else None (differentiate ``net`` itself). The choice
+    depends on the run alone, never on what ran before, so an input gets the same map in any session.
 
     Only for methods that differentiate the output with respect to the input alone: no hook, no layer."""
-    probe = x[:1].detach()
-    if any(m.training for m in net.modules()):
+    if rows < FOLD_GRADIENT_ROWS or any(m.training for m in net.modules()):
         return None
-    if rows >= FOLD_GRADIENT_ROWS or has_inference_net(net, probe):
-        fast = inference_net(net, probe, meter)
-        return None if fast is net else fast
-    return None
+    fast = inference_net(net, x[:1].detach(), meter)
+    return None if fast is net else fast
 
 
 def _input_gradients(net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> tuple[Tensor, Tensor]:
@@ -66,8 +64,7 @@ class Gradient(Explainer):
     """
 
     name: ClassVar[str] = "gradient"
-    #: Whether long runs may differentiate the folded inference copy: not for subclasses that hook the model.
-    on_folded_copy: ClassVar[bool] = True
+    on_folded_copy: ClassVar[bool] = True  # not for subclasses that hook the model
 
     def _gradients(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> tuple[Tensor, Tensor]:
         grads = torch.empty_like(x)

@@ -61,6 +61,7 @@ class IntegratedGradients(Explainer):
     """
 
     name: ClassVar[str] = "integrated-gradients"
+    on_folded_copy: ClassVar[bool] = True
 
     def __init__(
         self,

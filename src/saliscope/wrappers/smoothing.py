@@ -13,6 +13,7 @@ from ..core.cost import CostMeter
 from ..core.errors import MethodError
 from ..core.targets import BoundTarget
 from ..methods.base import Attribution, Explainer
+from ..methods.gradient import gradient_net
 
 Mode = Literal["mean", "squared", "variance"]
 _NAMES: dict[str, str] = {"mean": "smoothgrad", "squared": "smoothgrad-squared", "variance": "vargrad"}
@@ -132,6 +133,8 @@ class SmoothGrad(Explainer):
         total: Tensor | None = None
         total_sq: Tensor | None = None
         noise = Noise(seed, x.shape[1:], x.device, x.dtype)
+        # All n * m noisy copies decide together whether the folded copy pays (the inner sees one chunk).
+        inner_net = (gradient_net(net, x, n * m, meter) if self.inner.on_folded_copy else None) or net
         done = 0
         while done < n * m:
             per_chunk = self.chunker.chunk_size or self.inner.samples_per_chunk(x) or 1
@@ -139,7 +142,7 @@ class SmoothGrad(Explainer):
             sample_cpu = torch.tensor([r // m for r in rows])
             sample = sample_cpu.to(x.device, non_blocking=True)
             noisy = x[sample] + stds[sample].view(-1, 1, 1, 1) * noise([r % m for r in rows])
-            maps = self.inner._attribute(net, noisy, target.take(sample_cpu), meter).attributions.double()
+            maps = self.inner._attribute(inner_net, noisy, target.take(sample_cpu), meter).attributions.double()
             if total is None:
                 total = torch.zeros((n, *maps.shape[1:]), dtype=torch.float64, device=x.device)
                 total_sq = torch.zeros_like(total)
