@@ -112,7 +112,9 @@ class Grading:
             flip and 2% noise (``metrics.consistency``).
         faithfulness: insertion AUC minus deletion AUC (both normalised by the clean score): how much
             faster the score comes back when the map's top pixels are restored than it goes when they
-            are removed. A random map scores about 0.
+            are removed. Random maps score 0 on average, but a smooth one spreads to about ±0.35 on one
+            image (``bench/random_maps.py``), so one image's grade of a coarse map is weak evidence; the
+            ``deletion`` check compares the map with itself moved to random places.
         sanity: Spearman rank correlation with the original map after the top stages are re-initialised.
     """
 
