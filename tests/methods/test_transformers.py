@@ -314,6 +314,8 @@ def test_hf_cams_pick_a_layer_the_score_depends_on():
         e = ss.GradCAM(model).explain(x)
         assert e.params["layer"] == layer, kind
         assert e.attributions.std() > 0
+        # the automatic choice gives the very map of that layer named by hand
+        torch.testing.assert_close(e.attributions, ss.GradCAM(model, layer=layer).explain(x).attributions)
 
 
 def test_hf_models_without_global_attention_are_refused_with_the_reason():

@@ -178,6 +178,8 @@ def test_an_interrupted_ray_audit_resumes_to_the_same_result(planted: dict[str, 
         run_audit(planted["test"], planted["model"], out=out, settings=SETTINGS, progress=StopAfter(2), **RAY)
     assert sorted(p.name for p in out.iterdir()) == ["records.jsonl", "state.npz"]  # checkpointed, lock freed
     assert len(records(out)) == 2 * SETTINGS.batch_size
+    # the first two batches, in order, each once: the local run's first records
+    assert records(out) == records(planted["local"].out)[: 2 * SETTINGS.batch_size]
 
     progress = StopAfter(0)
     resumed = run_audit(

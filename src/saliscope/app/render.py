@@ -6,9 +6,7 @@ Pictures are embedded as ``data:`` URIs (JPEG for photos), so a card never point
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +16,7 @@ from ..trust.checks import CheckReport
 from ..trust.comparison import view_label
 from ..viz.colormaps import get_cmap
 from ..viz.display import DisplayHint
+from ..viz.verdict_page import jpeg_uri
 
 _MARKS = {"pass": "✓", "fail": "✗", "skipped": "–"}
 
@@ -37,12 +36,6 @@ class Card:
     cost: str = ""
     error: str | None = None
     waiting: bool = False  # the map is not made yet
-
-
-def jpeg_uri(image: Image.Image, quality: int = 88) -> str:
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _gradient(signed: bool, steps: int = 9) -> str:

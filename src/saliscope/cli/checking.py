@@ -104,6 +104,7 @@ def model_label(model: nn.Module) -> str:
 
 def write_page(out: Path, sections: Sequence[ImageSection], *, title: str, model: str) -> Path:
     """``OUT/index.html``: every image, its maps and their verdicts, self-contained."""
+    from ..trust.thresholds import Thresholds
     from ..viz.files import atomic_write
 
     methods = list(dict.fromkeys(c.title for s in sections for c in s.cards))
@@ -112,15 +113,18 @@ def write_page(out: Path, sections: Sequence[ImageSection], *, title: str, model
         "Each map is judged before you look at it: a map that fails a check is marked, and the line says why. "
         "A map covers the part of the photo the model sees (the centre crop, outlined).",
     ]
+    t = Thresholds()  # what the checks were judged by: the defaults, as in the Checker
     notes = [
         "map: the map is finite and not flat.",
         "deletion: removing the map's most important pixels first lowers the class score faster than removing "
-        "the same map moved to random places (50 steps, 3 random placements; Petsiuk et al. 2018).",
-        "stability: the map of the image shifted by 1 pixel keeps a rank correlation of at least 0.5 with it.",
+        f"the same map moved to random places ({t.deletion_steps} steps, {t.deletion_random_maps} random "
+        "placements; Petsiuk et al. 2018).",
+        "stability: the map of the image shifted by 1 pixel keeps a rank correlation of at least "
+        f"{t.min_shift_rank_correlation:g} with it.",
         "sanity: with the classifier, head and last block re-initialised the map changes (rank correlation at "
-        "most 0.8; Adebayo et al. 2018).",
-        "completeness (Integrated Gradients): the attributions add up to the score change within 5% "
-        "(Sundararajan et al. 2017).",
+        f"most {t.max_randomised_rank_correlation:g}; Adebayo et al. 2018).",
+        "completeness (Integrated Gradients): the attributions add up to the score change within "
+        f"{t.max_completeness_gap:.0%} (Sundararajan et al. 2017).",
         "Thresholds: saliscope.trust.Thresholds; every number is in summary.json.",
     ]
     page = verdict_page(sections, title=title, intro=intro, notes=notes)

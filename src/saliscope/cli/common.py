@@ -21,6 +21,13 @@ DEFAULT_METHODS = "gradient,smoothgrad,integrated-gradients"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def with_options(f: F, options: list[Callable[[Any], Any]]) -> F:
+    """``f`` with the click ``options`` added, listed in the order ``--help`` shows them."""
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 @dataclass
 class State:
     debug: bool = False
@@ -82,34 +89,15 @@ def model_options(required: bool = False, help_text: str | None = None) -> Calla
 
     def decorate(f: F) -> F:
         options = [
+            click.option("--arch", default=None, metavar="A", help="Architecture for a state-dict weights file."),
             click.option(
-                "--trust-pickle",
-                is_flag=True,
+                "--input-size",
+                type=click.IntRange(min=1),
+                metavar="N",
                 expose_value=False,
-                callback=_set_trust,
-                help="Unpickle a model file saved with torch.save(model): this runs code stored in the file, so only "
-                "for files you trust.",
-            ),
-            click.option(
-                "--std",
-                metavar="R,G,B",
-                expose_value=False,
-                callback=_keep_preprocess("std", lambda v: parse_channels(v, "std")),
-                help="Per-channel standard deviation the model's inputs are divided by (overrides the model's).",
-            ),
-            click.option(
-                "--mean",
-                metavar="R,G,B",
-                expose_value=False,
-                callback=_keep_preprocess("mean", lambda v: parse_channels(v, "mean")),
-                help="Per-channel mean subtracted from pixels in [0, 1] (overrides the model's).",
-            ),
-            click.option(
-                "--no-crop",
-                is_flag=True,
-                expose_value=False,
-                callback=_keep_preprocess("no_crop"),
-                help="Resize the shorter side to the input size instead of resizing larger and centre-cropping.",
+                callback=_keep_preprocess("input_size"),
+                help="The model's input side in pixels (overrides what the loader inferred, e.g. 224 for a "
+                "TorchScript file).",
             ),
             click.option(
                 "--resize",
@@ -120,18 +108,36 @@ def model_options(required: bool = False, help_text: str | None = None) -> Calla
                 help="Resize the shorter side to N pixels before the centre crop (overrides the model's).",
             ),
             click.option(
-                "--input-size",
-                type=click.IntRange(min=1),
-                metavar="N",
+                "--no-crop",
+                is_flag=True,
                 expose_value=False,
-                callback=_keep_preprocess("input_size"),
-                help="The model's input side in pixels (overrides what the loader inferred, e.g. 224 for a "
-                "TorchScript file).",
+                callback=_keep_preprocess("no_crop"),
+                help="Resize the shorter side to the input size instead of resizing larger and centre-cropping.",
             ),
-            click.option("--arch", default=None, metavar="A", help="Architecture for a state-dict weights file."),
+            click.option(
+                "--mean",
+                metavar="R,G,B",
+                expose_value=False,
+                callback=_keep_preprocess("mean", lambda v: parse_channels(v, "mean")),
+                help="Per-channel mean subtracted from pixels in [0, 1] (overrides the model's).",
+            ),
+            click.option(
+                "--std",
+                metavar="R,G,B",
+                expose_value=False,
+                callback=_keep_preprocess("std", lambda v: parse_channels(v, "std")),
+                help="Per-channel standard deviation the model's inputs are divided by (overrides the model's).",
+            ),
+            click.option(
+                "--trust-pickle",
+                is_flag=True,
+                expose_value=False,
+                callback=_set_trust,
+                help="Unpickle a model file saved with torch.save(model): this runs code stored in the file, so only "
+                "for files you trust.",
+            ),
         ]
-        for option in options:
-            f = option(f)
+        f = with_options(f, options)
         # click treats an explicit default (even None) as a value, so a required option gets none.
         default: dict[str, Any] = {"required": True} if required else {"default": None}
         return click.option("--model", "model_spec", metavar="M", help=model_help, **default)(f)
@@ -262,9 +268,7 @@ def _method_options(f: F, default: str) -> F:
         click.option("--device", default="cpu", show_default=True, help="cpu or cuda (or cuda:N)."),
         debug_option,
     ]
-    for decorator in reversed(decorators):
-        f = decorator(f)
-    return f
+    return with_options(f, decorators)
 
 
 def build_settings(options: dict[str, Any], **fields: Any) -> Any:

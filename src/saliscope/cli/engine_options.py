@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
-
 import click
 
 from ..audit.engines.options import ENGINES, INSTALL_RAY, Engine, EngineError, RayOptions, check_engine
+from .common import F, with_options
 
-F = TypeVar("F", bound=Callable[..., Any])
 ENGINE_KEYS = ("engine", "ray_address", "workers", "cpus_per_worker", "gpus_per_worker")
 
 
@@ -50,9 +47,7 @@ def engine_options(f: F) -> F:
             help="GPUs each Ray worker reserves; fractions share a GPU (default: 1 on a cluster with GPUs).",
         ),
     ]
-    for decorator in reversed(decorators):
-        f = decorator(f)
-    return f
+    return with_options(f, decorators)
 
 
 def engine_choice(

@@ -125,7 +125,9 @@ class Dense:
         if len(found) > SHOWN:
             say(f"  ... and {len(found) - SHOWN} more (--detection 0..{len(found) - 1})")
         request = self.request
-        classes = _classes(model, labels)
+        from ..methods.perturbation.drise import detector_classes
+
+        classes = detector_classes(model)
         index: int = 0 if request.detection is None else request.detection
         target: BoxTarget | DetectionTarget
         if request.box is not None:
@@ -317,9 +319,3 @@ def _resized_mask(mask: np.ndarray, size: Sequence[int]) -> Tensor:
         row = min(int(ys.mean() * height / mask.shape[0]), height - 1)
         out[row, min(int(xs.mean() * width / mask.shape[1]), width - 1)] = True
     return out
-
-
-def _classes(model: nn.Module, labels: Sequence[str] | None) -> int | None:
-    from ..methods.perturbation.drise import detector_classes
-
-    return detector_classes(model) or (len(labels) if labels else None)

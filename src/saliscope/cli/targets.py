@@ -8,10 +8,9 @@ model loads is checked here; the rest once the model is known (:meth:`Request.ch
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import click
 import torch
@@ -19,8 +18,8 @@ from torch import nn
 
 from ..core.detection_targets import is_detection_output
 from ..core.errors import SaliscopeError, TargetError
+from .common import F, with_options
 
-F = TypeVar("F", bound=Callable[..., Any])
 Kind = Literal["classifier", "detector", "segmenter"]
 Box = tuple[float, float, float, float]
 _KEYS = ("detection", "box", "label", "mask", "region")
@@ -64,9 +63,7 @@ def target_options(f: F) -> F:
             help="Segmentation models: explain the class over this rectangle (the photo's pixels).",
         ),
     ]
-    for decorator in reversed(decorators):
-        f = decorator(f)
-    return f
+    return with_options(f, decorators)
 
 
 @dataclass(frozen=True)

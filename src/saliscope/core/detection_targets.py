@@ -68,21 +68,19 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
     A box thinner than a pixel counts as one pixel wide (or high), about its centre: a detector may clip a box
     to zero width at the image's edge, and that detection must still match itself on a re-run that moves it
     by a rounding error."""
-    a, b = _at_least_a_pixel(a), _at_least_a_pixel(b)
-    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
+    return _iou(_at_least_a_pixel(a)[:, None], _at_least_a_pixel(b)[None])
 
 
 def paired_iou(a: Tensor, b: Tensor) -> Tensor:
     """IoU of each box of ``a (n, 4)`` with the box of ``b (n, 4)`` in the same row: ``(n,)`` (see :func:`box_iou`)."""
-    a, b = _at_least_a_pixel(a), _at_least_a_pixel(b)
-    inter = (torch.minimum(a[:, 2:], b[:, 2:]) - torch.maximum(a[:, :2], b[:, :2])).clamp(min=0).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(-1)
+    return _iou(_at_least_a_pixel(a), _at_least_a_pixel(b))
+
+
+def _iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of boxes ``(..., 4)`` that broadcast against each other."""
+    inter = (torch.minimum(a[..., 2:], b[..., 2:]) - torch.maximum(a[..., :2], b[..., :2])).clamp(min=0).prod(-1)
+    area_a = (a[..., 2:] - a[..., :2]).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2]).prod(-1)
     return inter / (area_a + area_b - inter)
 
 

@@ -21,7 +21,6 @@ other model is judged by the shapes of the matrices it produced.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -126,11 +125,9 @@ def _timm_attention(module: nn.Module) -> bool:
 
 def hf_model(net: nn.Module) -> nn.Module | None:
     """The outermost Hugging Face ``PreTrainedModel`` in ``net`` (``net`` itself or a wrapped one), or None."""
-    transformers = sys.modules.get("transformers")  # no Hugging Face model exists unless it was imported
-    base = getattr(transformers, "PreTrainedModel", None) if transformers is not None else None
-    if base is None:
-        return None
-    return next((m for m in net.modules() if isinstance(m, base)), None)
+    from ..models.hf_zoo import is_hf_model
+
+    return next((m for m in net.modules() if is_hf_model(m)), None)
 
 
 def _hf_has_attention(model: nn.Module) -> bool:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -260,15 +261,13 @@ def probe(model: nn.Module, x: Tensor) -> DenseLayers | None:
         seen["resized"] = tuple(int(v) for v in output[0].image_sizes[0])
 
     backbone = inner.get_submodule("backbone")
-    handles = [backbone.register_forward_pre_hook(backbone_in), backbone.register_forward_hook(backbone_out)]
-    if kind == "detector":
-        handles.append(inner.get_submodule("transform").register_forward_hook(transformed))
-    try:
+    with ExitStack() as stack:  # every hook is removed on the way out, also when one fails to register
+        stack.callback(backbone.register_forward_pre_hook(backbone_in).remove)
+        stack.callback(backbone.register_forward_hook(backbone_out).remove)
+        if kind == "detector":
+            stack.callback(inner.get_submodule("transform").register_forward_hook(transformed).remove)
         with hooks([m for n, m in model.named_modules() if n], record), explaining(model), torch.no_grad():
             model(x[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
     height, width = int(x.shape[-2]), int(x.shape[-1])
     padded = seen.get("padded", (height, width))
     resized = seen.get("resized", padded)

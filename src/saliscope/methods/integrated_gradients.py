@@ -11,7 +11,6 @@ from torch import Tensor, nn
 from ..core.chunking import default_budget
 from ..core.cost import CostMeter
 from ..core.errors import MethodError
-from ..core.inference_copy import FOLD_FROM_ROWS, has_inference_net, inference_net
 from ..core.memory_layout import in_preferred_layout
 from ..core.targets import BoundTarget
 from ..core.validation import real, whole
@@ -156,7 +155,7 @@ class IntegratedGradients(Explainer):
         alphas = self.alphas.to(device=delta.device, dtype=delta.dtype)
         weights = self.weights.to(device=delta.device, dtype=delta.dtype)
         total = torch.zeros_like(delta)
-        fast = gradient_net(net, baseline, n * steps, meter)
+        fast = gradient_net(net, baseline, steps, meter)  # by the steps per image: a batch runs as each alone
         # Row r of the flattened work is path point (sample r // steps, step r % steps).
         spans = self.chunker.spans(n * steps, key=self.chunk_key(delta), device=delta.device, params=net.parameters)
         for start, stop in spans:
@@ -211,7 +210,10 @@ class IntegratedGradients(Explainer):
         both = target.take(torch.arange(n).repeat(2))(self.forward_chunked(net, torch.cat([x, baseline]), meter))
         ends: list[float] = both.double().cpu().tolist()
         scan = triadic_positions(SCAN_DEPTH)[1:-1]
-        found = self._scores(net, baseline, delta, target, [(i, p) for i in range(n) for p in scan], meter)
+        # The inside runs on the folded copy when one image's passes pay for it: decided once, by the image's
+        # own budget, so a batch gives what each image gives alone whatever ran before.
+        fast = gradient_net(net, baseline, len(scan) + self.max_evals, meter)
+        found = self._scores(net, baseline, delta, target, [(i, p) for i in range(n) for p in scan], meter, fast)
         plans = []
         for i in range(n):
             known = dict(zip(scan, found[i * len(scan) : (i + 1) * len(scan)], strict=True))
@@ -224,12 +226,13 @@ class IntegratedGradients(Explainer):
         while True:
             wanted = [(i, p) for i, plan in enumerate(plans) for p in plan.unscored()]
             if wanted:
-                for (i, p), s in zip(wanted, self._scores(net, baseline, delta, target, wanted, meter), strict=True):
+                scored = self._scores(net, baseline, delta, target, wanted, meter, fast)
+                for (i, p), s in zip(wanted, scored, strict=True):
                     plans[i].scores[p] = s
             pieces = [(i, piece) for i, plan in enumerate(plans) for piece in plan.unmeasured()]
             if pieces:
                 rows = [(i, piece.mid) for i, piece in pieces]
-                measured = self._gradients(net, baseline, delta, target, rows, meter)
+                measured = self._gradients(net, baseline, delta, target, rows, meter, fast)
                 for (i, piece), grad in zip(pieces, measured, strict=True):
                     kept[i][piece.mid] = contribution = grad * delta[i]
                     piece.slope = float(contribution.double().sum())
@@ -261,21 +264,17 @@ class IntegratedGradients(Explainer):
         target: BoundTarget,
         rows: list[tuple[int, int]],
         meter: CostMeter,
+        fast: nn.Module | None,
     ) -> list[float]:
-        """The score at each ``(image, position)`` row: forward passes only, in chunks."""
+        """The score at each ``(image, position)`` row: forward passes only, in chunks, on ``fast`` (the folded
+        copy, see :func:`~saliscope.methods.gradient.gradient_net`) when given."""
         key = ("ig-scan", tuple(delta.shape[1:]), delta.dtype, delta.device.type)
         out: list[float] = []
-        probe = baseline[:1]
-        # The faster inference copy when the scan pays for making it, or it is made already (it is checked
-        # against the model, and made before the chunker's first span measures what a row costs).
-        fast = net
-        if len(rows) >= FOLD_FROM_ROWS or has_inference_net(net, probe):
-            fast = inference_net(net, probe, meter)
         spans = self.chunker.spans(len(rows), key=key, device=delta.device, params=net.parameters, forward_only=True)
         with torch.no_grad():
             for start, stop in spans:
                 points, sample = self._points(baseline, delta, rows[start:stop])
-                output = in_preferred_layout(net, points, fast)
+                output = in_preferred_layout(net, points, fast or net)
                 meter.forward(stop - start)
                 out.extend(float(v) for v in target.take(sample)(output).double().cpu())
         return out
@@ -288,10 +287,10 @@ class IntegratedGradients(Explainer):
         target: BoundTarget,
         rows: list[tuple[int, int]],
         meter: CostMeter,
+        fast: nn.Module | None,
     ) -> list[Tensor]:
-        """The input gradient at each ``(image, position)`` row, in chunks."""
+        """The input gradient at each ``(image, position)`` row, in chunks, differentiating ``fast`` when given."""
         out: list[Tensor] = []
-        fast = gradient_net(net, baseline, len(rows), meter)
         spans = self.chunker.spans(len(rows), key=self.chunk_key(delta), device=delta.device, params=net.parameters)
         for start, stop in spans:
             points, sample = self._points(baseline, delta, rows[start:stop])

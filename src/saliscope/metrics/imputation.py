@@ -109,7 +109,8 @@ def impute(
     if noise:
         for r in range(n):
             if counts[r]:
-                z = torch.randn((c, h, w), generator=None if generators is None else generators[r], dtype=torch.float64)
+                generator = _seeded(None if generators is None else generators[r])
+                z = torch.randn((c, h, w), generator=generator, dtype=torch.float64)
                 out[r] = torch.where(removed[r].cpu().view(1, h, w), out[r] + noise * z, out[r])
     return out.to(device=images.device, dtype=images.dtype)
 
@@ -154,11 +155,17 @@ def _system(
     return system, rhs, image, pixel
 
 
+def _seeded(generator: torch.Generator | None) -> torch.Generator:
+    """``generator``, or a generator seeded with 0 when none is given: the noise never comes from torch's
+    global random state."""
+    return generator if generator is not None else torch.Generator().manual_seed(0)
+
+
 def noisy_linear_imputation(
     image: Tensor, removed: Tensor, *, noise: float = 0.01, generator: torch.Generator | None = None
 ) -> Tensor:
     """``(C, H, W)``: ``image`` with the ``removed`` ``(H, W)`` bool pixels filled by noisy linear imputation
     (:func:`impute` of one image): the weighted-mean system, then ``noise * N(0, 1)`` drawn from ``generator``
-    added to the removed pixels. Every removed region must touch a kept pixel, which holds whenever at least
-    one pixel is kept."""
+    (seed 0 when None) added to the removed pixels. Every removed region must touch a kept pixel, which holds
+    whenever at least one pixel is kept."""
     return impute(image.unsqueeze(0), removed.unsqueeze(0), noise=noise, generators=[generator])[0]

@@ -224,7 +224,9 @@ def measure(
         steps, copies = thresholds.deletion_steps, thresholds.deletion_random_maps
         batch = len(explanation)
         curve = known.get("deletion")
-        reuse = curve is not None and curve.scores.shape[-1] == steps + 1
+        # A known curve is reused only when it is the one this check would draw: the same steps, and the space
+        # deletion() scores in by default (probabilities for a class, the target's own score otherwise).
+        reuse = curve is not None and curve.scores.shape[-1] == steps + 1 and curve.space != "logit"
         # The map's own curve (unless known) and its chance copies' curves in one batched call: one pass over
         # the clean images' set-up, every step of every curve in shared chunks.
         maps = ([] if reuse else [explanation.saliency()]) + shifted_maps(explanation.saliency(), copies, seed)

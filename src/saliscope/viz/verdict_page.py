@@ -61,8 +61,13 @@ def picture_uri(image: Image.Image, side: int = _PICTURE_SIDE) -> str:
         picture = picture.resize(
             (round(picture.width * scale), round(picture.height * scale)), Image.Resampling.LANCZOS
         )
+    return jpeg_uri(picture)
+
+
+def jpeg_uri(image: Image.Image, quality: int = 88) -> str:
+    """A JPEG data URI of ``image`` as it is (pages embed their pictures: nothing is fetched)."""
     buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=88)
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

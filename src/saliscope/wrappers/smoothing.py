@@ -133,8 +133,9 @@ class SmoothGrad(Explainer):
         total: Tensor | None = None
         total_sq: Tensor | None = None
         noise = Noise(seed, x.shape[1:], x.device, x.dtype)
-        # All n * m noisy copies decide together whether the folded copy pays (the inner sees one chunk).
-        inner_net = (gradient_net(net, x, n * m, meter) if self.inner.on_folded_copy else None) or net
+        # Whether the folded copy pays is decided once, by one image's m noisy copies (the inner sees one chunk
+        # at a time), so a batch gives what each image gives alone.
+        inner_net = (gradient_net(net, x, m, meter) if self.inner.on_folded_copy else None) or net
         done = 0
         while done < n * m:
             per_chunk = self.chunker.chunk_size or self.inner.samples_per_chunk(x) or 1
