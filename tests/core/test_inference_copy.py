@@ -186,3 +186,20 @@ def test_perturbation_maps_are_the_same_folded_or_not(monkeypatch):
     unfolded = ss.RISE(model, n_masks=FOLD_FROM_ROWS, seed=0).explain(x, 0)
     assert e.cost.forward_passes == unfolded.cost.forward_passes + 2 == 2 * FOLD_FROM_ROWS + 2  # the probe: 2 rows
     torch.testing.assert_close(e.attributions, unfolded.attributions, atol=1e-5, rtol=1e-4)
+
+
+def test_a_metric_run_folds_by_one_images_rows_alone():
+    """Short runs use the model even after a copy is made; a batch decides as each image alone."""
+    model = ConvBNChain().eval()
+    x = _batch(4, 16)
+    sal = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    short = FOLD_FROM_ROWS - 1  # rows per image, the clean step aside
+    before = ss.metrics.deletion(model, x[:1], sal[:1], steps=short)
+    inference_net(model, x[:1])  # a copy made by something else must not change the next short run
+    again = ss.metrics.deletion(model, x[:1], sal[:1], steps=short)
+    batched = ss.metrics.deletion(model, x, sal, steps=short)  # 4 × 15 rows: still 15 per image
+    assert before.cost.forward_passes == again.cost.forward_passes == 1 + short  # no probe: the model itself
+    assert batched.cost.forward_passes == 4 * (1 + short)
+    assert torch.equal(before.scores, again.scores) and torch.equal(batched.scores[:1], before.scores)
+    long = ss.metrics.deletion(ConvBNChain().eval(), x[:1], sal[:1], steps=FOLD_FROM_ROWS)
+    assert long.cost.forward_passes == 1 + 2 + FOLD_FROM_ROWS  # a new model's copy: its two probe passes

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 from skimage.metrics import structural_similarity
 
 from saliscope.core.errors import InputError
-from saliscope.metrics.similarity import evidence_maps, spearman, ssim, top_k_overlap
+from saliscope.metrics.similarity import average_ranks, evidence_maps, spearman, ssim, top_k_overlap
 
 
 def maps(seed: int, b: int = 3, h: int = 9, w: int = 11) -> torch.Tensor:
@@ -22,6 +24,16 @@ def test_spearman_matches_scipy_also_with_ties():
     b = b.round(decimals=0)  # many ties
     expected = [spearmanr(x.flatten(), y.flatten()).statistic for x, y in zip(a, b, strict=True)]
     assert spearman(a, b).tolist() == pytest.approx(expected, abs=1e-12)
+
+
+def test_average_ranks_match_scipy_with_ties_and_nan_rows():
+    g = torch.Generator().manual_seed(4)
+    for values in (torch.randn(3, 40, generator=g), torch.randint(0, 4, (5, 30), generator=g), torch.zeros(2, 1)):
+        values = values.double()
+        expected = torch.from_numpy(rankdata(values.numpy(), axis=1))
+        assert torch.equal(average_ranks(values), expected)
+    ranks = average_ranks(torch.tensor([[2.0, math.nan, 1.0], [3.0, 1.0, 1.0]], dtype=torch.float64))
+    assert ranks[0].isnan().all() and ranks[1].tolist() == [3.0, 1.5, 1.5]
 
 
 def test_spearman_is_one_for_a_monotone_transform_and_minus_one_reversed():

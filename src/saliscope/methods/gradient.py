@@ -8,14 +8,10 @@ import torch
 from torch import Tensor, nn
 
 from ..core.cost import CostMeter
-from ..core.inference_copy import inference_net
+from ..core.inference_copy import FOLD_FROM_ROWS, inference_net
 from ..core.memory_layout import in_preferred_layout
 from ..core.targets import BoundTarget
 from .base import Attribution, Explainer
-
-# A folded copy makes a gradient pass of the default model ~1.5× faster; it pays for its making (0.11 s) within
-# a few dozen passes: SmoothGrad's 50 samples, Integrated Gradients' nodes.
-FOLD_GRADIENT_ROWS = 16
 
 
 def input_gradients(
@@ -39,7 +35,7 @@ def gradient_net(net: nn.Module, x: Tensor, rows: int, meter: CostMeter) -> nn.M
     depends on the run alone, never on what ran before, so an input gets the same map in any session.
 
     Only for methods that differentiate the output with respect to the input alone: no hook, no layer."""
-    if rows < FOLD_GRADIENT_ROWS:
+    if rows < FOLD_FROM_ROWS:
         return None  # (a model in training mode gets no copy: inference_net returns it as it is)
     fast = inference_net(net, x[:1].detach(), meter)
     return None if fast is net else fast

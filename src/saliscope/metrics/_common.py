@@ -20,7 +20,7 @@ from ..core.chunking import Chunker
 from ..core.cost import Cost, CostMeter
 from ..core.errors import InputError, ModelOutputError
 from ..core.explanation import Explanation
-from ..core.inference_copy import FOLD_FROM_ROWS, has_inference_net, inference_net
+from ..core.inference_copy import FOLD_FROM_ROWS, inference_net
 from ..core.memory_layout import in_preferred_layout
 from ..core.model_state import explaining, model_device
 from ..core.targets import BoundTarget, TargetLike, as_target, logits_of
@@ -101,8 +101,9 @@ class Scorer:
         key = ("metric-forward", self.clean_scores.shape, self.dtype, self.device.type)
         net = self.model
         # Made before the first span, where the chunker measures what one row of the passes costs; used when
-        # the run is long enough to pay for making it, or it is made already.
-        if n_rows and (n_rows >= FOLD_FROM_ROWS or has_inference_net(self.model, self.probe)):
+        # one image's rows are enough to pay for making it: the run alone decides, never the batch or what ran
+        # before, so an image is scored the same alone, in a batch and in any session.
+        if -(-n_rows // max(1, len(self.clean_scores))) >= FOLD_FROM_ROWS:
             net = inference_net(self.model, self.probe, self.meter)
         spans = self.chunker.spans(n_rows, key=key, device=self.device, params=self.model.parameters, forward_only=True)
         with torch.no_grad():

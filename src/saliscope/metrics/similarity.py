@@ -47,18 +47,31 @@ def _is_flat(flat: Tensor) -> Tensor:
     return (flat == flat[:, :1]).all(1)
 
 
+def average_ranks(values: Tensor) -> Tensor:
+    """``(B, N)`` float64 → ``(B, N)``: each value's rank in its row, 1 … N, ties sharing their average rank
+    (what ``scipy.stats.rankdata`` gives, without importing scipy.stats, which costs most of a second). A row
+    holding a NaN ranks as all NaN."""
+    order = torch.argsort(values, dim=1, stable=True)
+    ordered = values.gather(1, order)
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    group = starts.long().cumsum(1) - 1  # the tie group of each sorted position
+    position = torch.arange(1, values.shape[1] + 1, dtype=torch.float64).expand_as(ordered)
+    total = torch.zeros_like(position).scatter_add_(1, group, position)
+    size = torch.zeros_like(position).scatter_add_(1, group, torch.ones_like(position))
+    ranks = torch.empty_like(position).scatter_(1, order, (total / size.clamp(min=1)).gather(1, group))
+    return torch.where(values.isnan().any(1, keepdim=True), torch.full_like(ranks, math.nan), ranks)
+
+
 def spearman(a: Tensor, b: Tensor) -> Tensor:
     """``(B,)`` Spearman rank correlation between the pixels of ``a[i]`` and ``b[i]``.
 
     Ties share their average rank. A flat map ranks nothing, so its correlation is 0 — except with an
     identical flat map, which is 1 (no ranking was lost).
     """
-    from scipy.stats import rankdata
-
     a, b = as_maps(a, b)
     fa, fb = _flat(a), _flat(b)
-    ra = torch.from_numpy(rankdata(fa.numpy(), axis=1))
-    rb = torch.from_numpy(rankdata(fb.numpy(), axis=1))
+    ra, rb = average_ranks(fa), average_ranks(fb)
     ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
     denom = (ra.pow(2).sum(1) * rb.pow(2).sum(1)).sqrt()
     rho = (ra * rb).sum(1) / denom.clamp(min=torch.finfo(torch.float64).tiny)
