@@ -57,6 +57,21 @@ def test_chunker_measures_saved_bytes_once_and_sizes_chunks_from_the_budget():
     assert next(iter(chunker.spans(6, key=("k",), device=x.device))) == (0, 3)
 
 
+def test_forward_only_work_gets_the_smaller_cpu_budget(monkeypatch):
+    monkeypatch.delenv("SALISCOPE_MEMORY_BUDGET_MB", raising=False)
+    cpu, row = torch.device("cpu"), 2**20  # a row costing 1 MiB
+    chunker = Chunker()
+    chunker.record(("backward",), row)
+    chunker.record(("forward",), row)
+    assert next(iter(chunker.spans(384 * 224, key=("backward",), device=cpu))) == (0, 384)
+    assert next(iter(chunker.spans(384 * 224, key=("forward",), device=cpu, forward_only=True))) == (0, 224)
+    assert chunker.rows_per_chunk(("forward",), cpu) == 224 and chunker.rows_per_chunk(("backward",), cpu) == 384
+    assert Chunker(memory_budget=10 * row).rows_per_chunk(("forward",), cpu) is None  # unknown key: no plan
+    pinned = Chunker(memory_budget=10 * row)
+    pinned.record(("forward",), row)
+    assert next(iter(pinned.spans(100, key=("forward",), device=cpu, forward_only=True))) == (0, 10)
+
+
 def test_fixed_chunk_size_and_even_split():
     assert list(Chunker(chunk_size=4).spans(10, key=(), device=torch.device("cpu"))) == [(0, 4), (4, 8), (8, 10)]
 
