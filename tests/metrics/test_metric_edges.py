@@ -69,6 +69,13 @@ def test_the_batched_imputation_equals_a_per_step_solve():
         z = torch.randn((3, 23, 31), generator=torch.Generator().manual_seed(k), dtype=torch.float64)
         expected = torch.where(removed[k], batched[k] + 0.5 * z, batched[k])
         torch.testing.assert_close(noisy[k], expected, rtol=0, atol=1e-12)
+    # Images are factorised on as many threads as torch may use: one thread gives the very same values.
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert torch.equal(impute(images, removed), batched)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_the_dissection_order_is_a_permutation_with_separators_last():

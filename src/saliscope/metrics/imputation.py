@@ -8,7 +8,7 @@ definite whenever a pixel is kept), with one right-hand side per channel.
 
 :func:`impute` fills many images at once — every (image, percentage) step of a ROAD curve: each image's
 equations are assembled with array operations (no loop over pixels) and factorised on their own, the images
-spread over the CPU's cores (SuperLU releases the GIL while it factorises; two cores take 0.19 s where one
+spread over the threads torch may use (SuperLU releases the GIL while it factorises; two cores take 0.19 s where one
 took 0.29 s for four 224 × 224 images). The unknowns are ordered by a nested dissection of the
 pixel grid (George 1973, "Nested Dissection of a Regular Finite Element Mesh", SIAM J. Numer. Anal. 10):
 the grid is split in halves by a line of pixels, recursively, and the separators come last, so the sparse
@@ -19,7 +19,6 @@ system is positive definite, no pivoting is needed and the factorisation keeps t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -90,7 +89,8 @@ def impute(
     filled = values.copy()
     counts = flat_removed.sum(axis=1)
     rows = [r for r in range(n) if counts[r]]
-    with ThreadPoolExecutor(max_workers=max(1, min(len(rows), os.cpu_count() or 1))) as pool:
+    # As many at once as torch may use threads (the user's limit, and each factor's memory, held at once).
+    with ThreadPoolExecutor(max_workers=max(1, min(len(rows), torch.get_num_threads()))) as pool:
         solved = pool.map(lambda r: _solve(flat_removed[r], values[r], h, w), rows)
         for r, (pixel, solution) in zip(rows, solved, strict=True):
             filled[r][:, pixel] = solution.T
