@@ -182,7 +182,7 @@ def test_perturbation_maps_are_the_same_folded_or_not(monkeypatch):
     e = ss.RISE(model, n_masks=FOLD_FROM_ROWS, seed=0).explain(x, 0)
     assert inference_net(model, x[:1]) is not model  # it was folded (and is kept)
     assert model in _COPIES and _COPIES[model][1] is not None  # made by RISE's run, not by the line above
-    monkeypatch.setattr("saliscope.methods.perturbation._forward.FOLD_FROM_ROWS", 10**9)
+    monkeypatch.setattr("saliscope.core.inference_copy.FOLD_FROM_ROWS", 10**9)
     unfolded = ss.RISE(model, n_masks=FOLD_FROM_ROWS, seed=0).explain(x, 0)
     assert e.cost.forward_passes == unfolded.cost.forward_passes + 2 == 2 * FOLD_FROM_ROWS + 2  # the probe: 2 rows
     torch.testing.assert_close(e.attributions, unfolded.attributions, atol=1e-5, rtol=1e-4)
@@ -203,3 +203,14 @@ def test_a_metric_run_folds_by_one_images_rows_alone():
     assert torch.equal(before.scores, again.scores) and torch.equal(batched.scores[:1], before.scores)
     long = ss.metrics.deletion(ConvBNChain().eval(), x[:1], sal[:1], steps=FOLD_FROM_ROWS)
     assert long.cost.forward_passes == 1 + 2 + FOLD_FROM_ROWS  # a new model's copy: its two probe passes
+
+
+def test_a_gradient_batch_equals_each_image_alone_on_the_model_itself():
+    """One pass per image never pays for the copy, however large the batch: no probe, each image's map."""
+    model = ConvBNChain().eval()
+    x = _batch(FOLD_FROM_ROWS, 16)
+    batched = ss.Gradient(model).explain(x, 0)
+    assert batched.cost.forward_passes == FOLD_FROM_ROWS  # no probe passes: the model itself
+    for i in (0, FOLD_FROM_ROWS - 1):
+        alone = ss.Gradient(model).explain(x[i : i + 1], 0).attributions
+        torch.testing.assert_close(batched.attributions[i : i + 1], alone, rtol=1e-5, atol=1e-8)

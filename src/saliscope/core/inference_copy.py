@@ -59,6 +59,16 @@ def _state(net: nn.Module, probe: Tensor) -> tuple[object, ...]:
     )
 
 
+def net_for_run(net: nn.Module, probe: Tensor, rows_per_image: int, meter: CostMeter | None = None) -> nn.Module:
+    """The network a run of ``rows_per_image`` passes per image should use: ``net``'s inference copy
+    (:func:`inference_net`) when the run is long enough to pay for making it (``FOLD_FROM_ROWS``), else ``net``.
+    The run alone decides — not the batch, not whether a copy is made already — so an image gets the same
+    numbers alone, in a batch and whatever ran before."""
+    if rows_per_image < FOLD_FROM_ROWS:
+        return net
+    return inference_net(net, probe, meter)
+
+
 def inference_net(net: nn.Module, probe: Tensor, meter: CostMeter | None = None) -> nn.Module:
     """``net``'s inference copy for no-grad passes on inputs shaped like ``probe`` (made once and kept while
     ``net``'s tensors and the input size are unchanged), or ``net`` itself when nothing can be rewritten.

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.cost import CostMeter
-from ..core.inference_copy import FOLD_FROM_ROWS, inference_net
+from ..core.inference_copy import net_for_run
 from ..core.memory_layout import in_preferred_layout
 from ..core.targets import BoundTarget
 from .base import Attribution, Explainer
@@ -35,9 +35,7 @@ def gradient_net(net: nn.Module, x: Tensor, rows: int, meter: CostMeter) -> nn.M
     depends on the run alone, never on what ran before, so an input gets the same map in any session.
 
     Only for methods that differentiate the output with respect to the input alone: no hook, no layer."""
-    if rows < FOLD_FROM_ROWS:
-        return None  # (a model in training mode gets no copy: inference_net returns it as it is)
-    fast = inference_net(net, x[:1].detach(), meter)
+    fast = net_for_run(net, x[:1].detach(), rows, meter)  # a model in training mode gets no copy: net itself
     return None if fast is net else fast
 
 
@@ -60,16 +58,17 @@ class Gradient(Explainer):
     """
 
     name: ClassVar[str] = "gradient"
-    on_folded_copy: ClassVar[bool] = True  # not for subclasses that hook the model
+    # Not for subclasses that hook the model. One image is one pass, never enough to pay for the folded copy on
+    # its own: a wrapper that runs many passes per image (SmoothGrad) decides and hands the copy in as ``net``.
+    on_folded_copy: ClassVar[bool] = True
 
     def _gradients(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> tuple[Tensor, Tensor]:
         grads = torch.empty_like(x)
         scores = x.new_empty(x.shape[0])
-        fast = gradient_net(net, x, int(x.shape[0]), meter) if self.on_folded_copy else None
         spans = self.chunker.spans(int(x.shape[0]), key=self.chunk_key(x), device=x.device, params=net.parameters)
         for start, stop in spans:
             rows = torch.arange(start, stop)
-            grads[start:stop], scores[start:stop] = input_gradients(net, x[start:stop], target.take(rows), meter, fast)
+            grads[start:stop], scores[start:stop] = input_gradients(net, x[start:stop], target.take(rows), meter)
         return grads, scores
 
     def _attribute(self, net: nn.Module, x: Tensor, target: BoundTarget, meter: CostMeter) -> Attribution:

@@ -20,7 +20,7 @@ from ..core.chunking import Chunker
 from ..core.cost import Cost, CostMeter
 from ..core.errors import InputError, ModelOutputError
 from ..core.explanation import Explanation
-from ..core.inference_copy import FOLD_FROM_ROWS, inference_net
+from ..core.inference_copy import net_for_run
 from ..core.memory_layout import in_preferred_layout
 from ..core.model_state import explaining, model_device
 from ..core.targets import BoundTarget, TargetLike, as_target, logits_of
@@ -99,12 +99,9 @@ class Scorer:
         out: list[Tensor] = []
         classes: list[Tensor] | None = [] if top1 else None
         key = ("metric-forward", self.clean_scores.shape, self.dtype, self.device.type)
-        net = self.model
-        # Made before the first span, where the chunker measures what one row of the passes costs; used when
-        # one image's rows are enough to pay for making it: the run alone decides, never the batch or what ran
-        # before, so an image is scored the same alone, in a batch and in any session.
-        if -(-n_rows // max(1, len(self.clean_scores))) >= FOLD_FROM_ROWS:
-            net = inference_net(self.model, self.probe, self.meter)
+        # Made before the first span, where the chunker measures what one row of the passes costs.
+        per_image = -(-n_rows // max(1, len(self.clean_scores)))
+        net = net_for_run(self.model, self.probe, per_image, self.meter)
         spans = self.chunker.spans(n_rows, key=key, device=self.device, params=self.model.parameters, forward_only=True)
         with torch.no_grad():
             for start, stop in spans:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ...core.cost import CostMeter
-from ...core.inference_copy import FOLD_FROM_ROWS, inference_net
+from ...core.inference_copy import net_for_run
 from ...core.memory_layout import in_preferred_layout
 from ...core.targets import BoundTarget
 
@@ -62,7 +62,7 @@ def scored_chunks(
     decided = False
     try:
         with torch.no_grad():
-            fast = inference_net(net, x[:1], meter) if n >= FOLD_FROM_ROWS else net
+            fast = net_for_run(net, x[:1], n, meter)
             for start, stop in spans:
                 rows = torch.arange(start, stop)
                 sample_cpu = rows // n
