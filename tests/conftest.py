@@ -7,6 +7,8 @@ import torch
 from shared_objects import default_model as _default_model
 from tiny_models import C, H, Linear, SmallCNN, W
 
+from saliscope import keep_freed_memory
+
 
 @pytest.fixture(scope="session")
 def default_model():
@@ -32,3 +34,7 @@ def smooth_cnn() -> SmallCNN:
 @pytest.fixture
 def batch() -> torch.Tensor:
     return torch.randn(3, C, H, W, generator=torch.Generator().manual_seed(2))
+
+
+# The suite runs as the command does: freed tensor memory is kept for reuse (core/allocator.py).
+keep_freed_memory()

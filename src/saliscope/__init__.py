@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import metrics
+from .core.allocator import keep_freed_memory
 from .core.cost import Cost
 from .core.errors import SaliscopeError
 from .core.explanation import Explanation
@@ -110,6 +111,7 @@ __all__ = [
     "XGradCAM",
     "candidate_layers",
     "check",
+    "keep_freed_memory",
     "load_image",
     "load_model",
     "metrics",

@@ -30,6 +30,7 @@ from .. import registry
 from ..audit.engines.pool import plan_pool
 from ..audit.engines.ray_pipeline import WorkerFailure, map_in_order
 from ..audit.engines.ray_session import ray_session
+from ..core.allocator import keep_freed_memory
 from ..core.errors import SaliscopeError
 from . import pipeline
 
@@ -147,6 +148,7 @@ class SourceExplainer:
 
         found = work[0]
         w: _Work = ray.get(found) if isinstance(found, ray.ObjectRef) else found
+        keep_freed_memory()  # this worker process is saliscope's own
         torch.set_num_threads(w.threads)
         device = "cpu"
         if ray.get_gpu_ids() and torch.cuda.is_available():

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...core.allocator import keep_freed_memory
 from ..dataset import Item, LoadedBatch, load_batch
 from ..progress import Progress
 from ..stats import AuditStats
@@ -170,6 +171,7 @@ class BatchAuditor:
 
         found = work[0]
         self.work: _Work = ray.get(found) if isinstance(found, ray.ObjectRef) else found
+        keep_freed_memory()  # this worker process is saliscope's own
         torch.set_num_threads(self.work.threads)
         if ray.get_gpu_ids() and torch.cuda.is_available():
             # Ray made the actor's GPU the only visible one.
