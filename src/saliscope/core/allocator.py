@@ -44,6 +44,7 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    # The trim threshold first: raising the mmap threshold alone would return every freed top block at once.
+    # Both: with the mmap threshold raised alone, a freed block at the top of the heap would go straight back to
+    # the kernel (setting either switches off glibc's own adjustment, leaving the trim threshold at 128 KiB).
     _applied = bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES)) and bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES))
     return _applied
