@@ -230,21 +230,3 @@ def fmt(seconds: float | None) -> str:
     if seconds is None:
         return "–"
     return f"{seconds:.4f}" if seconds < 1 else f"{seconds:.3f}"
-
-
-def tune_malloc() -> bool:
-    """glibc only: never return freed memory to the OS and never mmap big blocks (no page faults per call).
-
-    Equivalent to running with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<huge>``. Used by the benchmarks
-    to show how much of the CPU time goes to the kernel faulting in fresh pages; not a library default.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    libc = ctypes.CDLL(name)
-    m_trim_threshold, m_mmap_max = -1, -4
-    # mallopt takes a C int; glibc converts it to size_t, so -1 means "never trim".
-    return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, -1))

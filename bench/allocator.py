@@ -4,11 +4,12 @@
 
 Each setting runs in fresh processes — the allocator is the process's, and cannot be set back — alternating
 ``SALISCOPE_CPU_ALLOCATOR=system`` (glibc as it comes) and the kept setting, ``--repeats`` times. Every process
-loads the default model and times, median of 5 after a warm-up, with its page faults:
+loads the default model and chelsea (``_common.load_input``) and times, median of 5 after a warm-up, with its
+page faults:
 
 - a no-grad forward row and an input-gradient row on the inference copy (32 and 16 rows a pass);
 - saliscope's ``IntegratedGradients(model)`` and Captum's ``IntegratedGradients(model).attribute`` at their
-  defaults on chelsea (when Captum is installed).
+  defaults (when Captum is installed).
 
 Results: ``bench/results/allocator-<device>.{md,json}``.
 """
@@ -29,13 +30,15 @@ from _common import environment, loadavg, pick_device, write_results
 
 CHILD = r"""
 import json, resource, statistics, sys, time
+sys.path.insert(0, sys.argv[1])
 import torch
 import saliscope as ss
+from _common import input_grad, load_input
 from saliscope.core.inference_copy import inference_net
 
 applied = ss.keep_freed_memory()
 model = ss.load_model()
-x = model.preprocess(ss.load_image(sys.argv[1]))
+x = load_input(model, torch.device("cpu"))
 with torch.no_grad():
     c = int(model(x).argmax())
 fast = inference_net(model, x)
@@ -46,11 +49,10 @@ def forward():
     with torch.no_grad():
         fast(rows[32])
 
-def gradient():
-    p = rows[16].detach().requires_grad_(True)
-    torch.autograd.grad(fast(p)[:, c].sum(), p)
-
-runs = {"forward row (32 a pass)": (forward, 32), "gradient row (16 a pass)": (gradient, 16)}
+runs = {
+    "forward row (32 a pass)": (forward, 32),
+    "gradient row (16 a pass)": (lambda: input_grad(fast, rows[16], c), 16),
+}
 ig = ss.IntegratedGradients(model)
 runs["saliscope IntegratedGradients(model)"] = (lambda: ig.explain(x, c), 1)
 try:
@@ -77,23 +79,16 @@ print(json.dumps(out))
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--image", default=None, help="default: skimage's chelsea")
     args = ap.parse_args()
     device = pick_device("cpu")
-    image = args.image
-    if image is None:
-        from PIL import Image
-        from skimage import data
-
-        image = str(Path(os.environ.get("TMPDIR", "/tmp")) / "saliscope-bench-chelsea.png")
-        Image.fromarray(data.chelsea()).save(image)
+    here = str(Path(__file__).resolve().parent)
     env = {**environment(device), "load_before": loadavg()}
     results: dict[str, list[dict[str, Any]]] = {"system": [], "kept": []}
     for r in range(args.repeats):
         for setting in ("system", "kept") if r % 2 == 0 else ("kept", "system"):
             child_env = {**os.environ, "SALISCOPE_CPU_ALLOCATOR": "system" if setting == "system" else ""}
             done = subprocess.run(
-                [sys.executable, "-c", CHILD, image], capture_output=True, text=True, env=child_env, check=True
+                [sys.executable, "-c", CHILD, here], capture_output=True, text=True, env=child_env, check=True
             )
             found = json.loads(done.stdout.strip().splitlines()[-1])
             assert found.pop("applied") == (setting == "kept"), setting

@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python bench/bench_chunks.py                    # CPU
     PYTHONPATH=src python bench/bench_chunks.py --device cuda
-    PYTHONPATH=src python bench/bench_chunks.py --malloc-tune      # glibc: no page faults per call
+    PYTHONPATH=src python bench/bench_chunks.py --malloc-tune      # freed memory kept, as the command does
 
 Part A runs 50 rows (the chelsea image, 50 times) through the default model in chunks of 1, 2, 4, 8, ...
 with frozen parameters (as saliscope does) and reports seconds per sample. Part B runs saliscope's IG-50
@@ -31,7 +31,6 @@ from _common import (
     load_model,
     loadavg,
     pick_device,
-    tune_malloc,
     write_results,
 )
 
@@ -50,13 +49,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--sizes", type=int, nargs="*", default=None)
     ap.add_argument("--budgets-mib", type=int, nargs="*", default=None)
     ap.add_argument("--skip-budgets", action="store_true", help="only part A")
-    ap.add_argument("--malloc-tune", action="store_true", help="glibc: disable mmap and trimming first")
+    ap.add_argument("--malloc-tune", action="store_true", help="keep freed memory first (ss.keep_freed_memory)")
     args = ap.parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 4)
 
     import saliscope as ss
 
-    tuned = tune_malloc() if args.malloc_tune else False
+    tuned = ss.keep_freed_memory() if args.malloc_tune else False
     device = pick_device(args.device)
     model, how = load_model(device)
     x = load_input(model, device)

@@ -9,7 +9,7 @@ from tiny_models import SmallCNN
 from torch import nn
 
 import saliscope as ss
-from saliscope.core.inference_copy import _COPIES, FOLD_FROM_ROWS, inference_copy, inference_net
+from saliscope.core.inference_copy import _COPIES, FOLD_FROM_ROWS, PROBE_PASSES, inference_copy, inference_net
 
 
 def _trained_bn(channels: int, seed: int) -> nn.BatchNorm2d:
@@ -184,7 +184,7 @@ def test_perturbation_maps_are_the_same_folded_or_not(monkeypatch):
     assert model in _COPIES and _COPIES[model][1] is not None  # made by RISE's run, not by the line above
     monkeypatch.setattr("saliscope.core.inference_copy.FOLD_FROM_ROWS", 10**9)
     unfolded = ss.RISE(model, n_masks=FOLD_FROM_ROWS, seed=0).explain(x, 0)
-    assert e.cost.forward_passes == unfolded.cost.forward_passes + 2 == 2 * FOLD_FROM_ROWS + 2  # the probe: 2 rows
+    assert e.cost.forward_passes == unfolded.cost.forward_passes + PROBE_PASSES == 2 * FOLD_FROM_ROWS + PROBE_PASSES
     torch.testing.assert_close(e.attributions, unfolded.attributions, atol=1e-5, rtol=1e-4)
 
 
@@ -202,7 +202,7 @@ def test_a_metric_run_folds_by_one_images_rows_alone():
     assert batched.cost.forward_passes == 4 * (1 + short)
     assert torch.equal(before.scores, again.scores) and torch.equal(batched.scores[:1], before.scores)
     long = ss.metrics.deletion(ConvBNChain().eval(), x[:1], sal[:1], steps=FOLD_FROM_ROWS)
-    assert long.cost.forward_passes == 1 + 2 + FOLD_FROM_ROWS  # a new model's copy: its two probe passes
+    assert long.cost.forward_passes == 1 + PROBE_PASSES + FOLD_FROM_ROWS  # a new model's copy: its probe passes
 
 
 def test_a_gradient_batch_equals_each_image_alone_on_the_model_itself():

@@ -22,7 +22,7 @@ from torch import nn
 
 import saliscope as ss
 from saliscope.core.errors import InputError, MethodError, TargetError
-from saliscope.core.inference_copy import FOLD_FROM_ROWS, inference_copy
+from saliscope.core.inference_copy import FOLD_FROM_ROWS, PROBE_PASSES, inference_copy
 from saliscope.methods.detector_layers import DenseLayerGrid
 from saliscope.methods.perturbation.drise import Similarity, detector_classes
 
@@ -185,7 +185,7 @@ def test_drise_runs_on_the_folded_copy_of_a_detector(frozen):
     copy = inference_copy(model, x)
     assert copy is not None and not any(type(m).__name__.endswith("BatchNorm2d") for m in copy.modules())
     e = ss.DRISE(model, n_masks=FOLD_FROM_ROWS, seed=0).explain(x, ss.DetectionTarget(0))
-    assert e.cost.forward_passes == FOLD_FROM_ROWS + 2 + 1  # the masks, the copy's check (2 rows), the clean pass
+    assert e.cost.forward_passes == FOLD_FROM_ROWS + PROBE_PASSES + 1  # the masks, the copy's check, the clean pass
 
 
 class ShiftyLabels(PatchDetector):

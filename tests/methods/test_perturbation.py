@@ -11,6 +11,7 @@ from tiny_models import SmallCNN
 
 import saliscope as ss
 from saliscope.core.errors import InputError
+from saliscope.core.inference_copy import PROBE_PASSES
 from saliscope.methods.perturbation.fill import replacement_image
 from saliscope.methods.perturbation.rise import RandomMasks
 
@@ -190,7 +191,7 @@ BUILDERS = {
     "kernel-shap": lambda m, **kw: ss.KernelSHAP(m, n_samples=25, n_superpixels=8, seed=1, **kw),
 }
 ROWS = {"occlusion": 1 + 16, "rise": 25, "lime": 25, "kernel-shap": 25}
-PROBE = 2  # 16 or more rows per image run on the folded copy, checked against the model on two one-row passes
+PROBE = PROBE_PASSES  # 16 or more rows per image run on the folded copy, checked against the model on the probe
 
 
 @pytest.mark.parametrize("name", BUILDERS)

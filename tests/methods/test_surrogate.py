@@ -12,6 +12,7 @@ from torch import nn
 
 import saliscope as ss
 from saliscope.core.errors import InputError
+from saliscope.core.inference_copy import PROBE_PASSES
 from saliscope.methods.perturbation.coalitions import draw_coalitions, lime_size_law, shapley_size_law
 from saliscope.methods.perturbation.superpixels import superpixels
 
@@ -264,7 +265,7 @@ def test_seeded_runs_are_identical_and_the_drawn_seed_is_recorded(cnn, batch):
 
 def test_extras_and_cost(cnn, batch):
     e = ss.KernelSHAP(NoGrad(cnn), n_samples=30, superpixels="grid", n_superpixels=4).explain(batch, target=1)
-    probe = 2  # 30 rows per image run on the folded copy, checked against the model on two one-row passes
+    probe = PROBE_PASSES  # 30 rows per image run on the folded copy, checked against the model on the probe
     assert e.cost.forward_passes == 3 * 30 + probe and e.cost.backward_passes == 0
     assert e.extras["superpixels"].shape == (3, 1, 8, 8) and e.extras["coefficients"].shape == (3, 4)
     with torch.no_grad():

@@ -16,6 +16,7 @@ from tiny_models import Linear, SmallCNN
 import saliscope as ss
 from saliscope import metrics
 from saliscope.core.errors import InputError, MethodError, NonFiniteError
+from saliscope.core.inference_copy import PROBE_PASSES
 from saliscope.core.views import FlatMapWarning
 from saliscope.methods.baselines import Blur
 from saliscope.metrics.faithfulness import removal_rank, step_counts
@@ -158,7 +159,7 @@ def test_a_100_step_curve_is_batched_not_100_calls(metric):
     sal = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     curve = metric(model, x, sal, steps=100, chunk_size=64)
     rows = 2 * 100  # the clean step is scored once, when the target is bound
-    probe = 2  # one-row passes that fold the batch norm into a private copy (core/inference_copy.py)
+    probe = PROBE_PASSES  # one-row passes that fold the batch norm into a private copy
     assert model.calls == 1 + probe + math.ceil(rows / 64) == 7
     assert curve.cost.batches == 7 and curve.cost.forward_passes == 2 + probe + rows
     assert curve.cost.backward_passes == 0 and curve.cost.seconds > 0
@@ -167,7 +168,7 @@ def test_a_100_step_curve_is_batched_not_100_calls(metric):
 def test_every_model_pass_is_counted():
     model, x = SmallCNN().eval(), torch.randn(2, 3, 8, 8)
     sal = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    probe = 2  # 16 rows per image make the folded copy: its two one-row check passes are counted too
+    probe = PROBE_PASSES  # 16 rows per image make the folded copy: its check passes are counted too
     assert metrics.pixel_flipping(model, x, sal, patch_size=2).cost.forward_passes == 2 + probe + 2 * 16
     assert metrics.faithfulness_correlation(model, x, sal, n_subsets=10).cost.forward_passes == 2 + 2 * 10
     assert metrics.counterfactual_removal(model, x, sal, n_random=5).cost.forward_passes == 2 + 2 + 2 * 5

@@ -42,6 +42,8 @@ from .model_state import hooks
 # less, on a 2-core CPU): it pays for itself within 13 forward rows. Every run decides by its own length alone,
 # never by whether a copy is made already, so an input gets the same numbers whatever ran before.
 FOLD_FROM_ROWS = 16
+#: The one-row passes making a copy costs (counted in the run's cost): the model's and the copy's, on the probe.
+PROBE_PASSES = 2
 _NORM_TYPES = (nn.BatchNorm2d,)
 # net -> (the state and input size it was made for, the copy or None when there was nothing to rewrite)
 _COPIES: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[object, ...], nn.Module | None]] = weakref.WeakKeyDictionary()
