@@ -11,7 +11,9 @@ settings give glibc's allocator the same habit without preloading a library.
 It is the process's allocator, so the library never changes it by itself: the ``saliscope`` command and its
 Ray workers call :func:`keep_freed_memory`, and a notebook or script may. The cost is memory: freed blocks
 stay with the process (up to the trim threshold at the top of the heap) instead of going back to the system,
-so its resident size stays near its peak. ``SALISCOPE_CPU_ALLOCATOR=system`` leaves the allocator alone.
+so its resident size stays near its peak, and a CPU ``Cost.peak_memory_bytes`` (the rise of resident memory)
+sees only the pages a call adds to what the process holds. ``SALISCOPE_CPU_ALLOCATOR=system`` leaves the
+allocator alone.
 """
 
 from __future__ import annotations

@@ -17,7 +17,10 @@ class Cost:
     ``forward_passes`` and ``backward_passes`` count *samples* pushed through the model (IG with 32 steps
     on one image is 32 forward and 32 backward passes, however they were chunked); ``batches`` counts the
     model calls that carried them. ``peak_memory_bytes`` is the rise of the CUDA allocator's peak on a
-    GPU, or of the process's peak resident memory on Linux CPUs; ``None`` where neither can be read.
+    GPU, or of the process's peak resident memory on Linux CPUs; ``None`` where neither can be read. On a CPU
+    it counts fresh pages only: memory served from pages the process already holds (freed earlier and kept, as
+    :func:`~saliscope.core.allocator.keep_freed_memory` and the ``saliscope`` command do) raises no resident
+    memory, so it is a lower bound there.
     """
 
     forward_passes: int
