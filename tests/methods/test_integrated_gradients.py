@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -75,6 +77,27 @@ def test_baselines(cnn, batch):
     torch.testing.assert_close(Given(torch.ones(3, 8, 8))(batch, cnn), torch.ones_like(batch))
     with pytest.raises(ss.SaliscopeError, match="baseline"):
         Given(torch.ones(2, 8, 8))(batch, cnn)
+
+
+@pytest.mark.parametrize(("shape", "sigma"), [((2, 3, 40, 33), 2.0), ((1, 3, 224, 224), 10.0), ((3, 1, 8, 12), 10.0)])
+def test_blur_is_torchvisions_gaussian_blur_with_the_border_reflected(shape, sigma):
+    from torchvision.transforms.functional import gaussian_blur
+
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    side = min(shape[-2:])
+    kernel = min(2 * math.ceil(3 * sigma) + 1, side - 1 if side % 2 == 0 else side)  # capped on small images
+    torch.testing.assert_close(Blur(sigma)(x, None), gaussian_blur(x, [kernel, kernel], [sigma, sigma]))
+
+
+def test_blur_spreads_one_bright_pixel_into_the_normalised_gaussian():
+    x = torch.zeros(1, 1, 41, 41)
+    x[0, 0, 20, 20] = 1.0
+    out = Blur(sigma=2.0)(x, None)[0, 0]
+    r = torch.arange(-6, 7, dtype=torch.float64)
+    g = torch.exp(-0.5 * (r / 2.0) ** 2)
+    expected = torch.outer(g, g) / g.sum() ** 2  # the 13-px window that sigma 2 uses
+    torch.testing.assert_close(out[14:27, 14:27].double(), expected, atol=1e-7, rtol=0)
+    assert float(out.sum()) == pytest.approx(1.0, abs=1e-6) and float(out[:14].abs().max()) == 0.0
 
 
 def test_black_baseline_uses_the_models_normalisation(cnn, batch):

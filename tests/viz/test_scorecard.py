@@ -6,12 +6,12 @@ import re
 
 import pytest
 
+from saliscope.viz.files import png_bytes
 from saliscope.viz.scorecard import (
     GRADE_COLOURS,
     UNGRADED_COLOUR,
     ScoreRow,
     blocks_of,
-    figure_png,
     scorecard_figure,
     scorecard_html,
 )
@@ -97,7 +97,7 @@ def test_title_is_centred_on_the_figure_and_the_width_is_the_one_asked_for() -> 
     assert figure.get_size_inches()[0] == pytest.approx(9.0)
     title = next(t for t in figure.axes[0].texts if t.get_text() == "measured")
     assert title.get_position()[0] == pytest.approx(4.5) and title.get_horizontalalignment() == "center"
-    assert figure_png(figure)[:4] == b"\x89PNG"
+    assert png_bytes(figure)[:4] == b"\x89PNG"
 
 
 def test_long_row_names_and_rules_stay_in_the_label_column() -> None:

@@ -23,8 +23,8 @@ from .. import registry
 from ..core.errors import SaliscopeError
 from ..core.views import DEFAULT_ALPHA, Evidence
 from ..io.samples import SAMPLE_NAMES
+from ..viz.files import png_bytes
 from ..viz.panel import shrink
-from ..viz.scorecard import figure_png
 from .engine import Explorer, Session, dashed_box, evidence_of, one_line
 from .render import Card, cards_html, status_html
 from .uploads import read_upload, sample_photo
@@ -357,7 +357,7 @@ class Handlers:
 
             result = self.x.compare(session, cls, names, evidence, step)
             title = f"{self.x.label(cls)} ({cls}): measured on this photo"
-            chart = Image.open(io.BytesIO(figure_png(result.figure(title=title))))
+            chart = Image.open(io.BytesIO(png_bytes(result.figure(title=title))))
             flags = len(result.flags())
             note = f"Comparison of {len(names)} method(s) on {self.x.label(cls)}: " + (
                 f"{flags} flag(s), listed under the chart." if flags else "no flags."

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from PIL import Image, ImageDraw
 from ..core.errors import SaliscopeError
 from ..core.views import FlatMapWarning
 from ..models.preprocess import Preprocess
-from ..viz.files import atomic_write, save_json
+from ..viz.files import atomic_write, png_bytes, save_json
 from ..viz.overlay import overlay
 from .dataset import Folder
 from .findings import ClassAnalysis
@@ -346,9 +345,7 @@ def _to_pil(mean: np.ndarray) -> Image.Image:
 
 
 def _figure(image: Image.Image, caption: str) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    data = base64.b64encode(png_bytes(image)).decode("ascii")
     return (
         f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(caption)}'>"
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"

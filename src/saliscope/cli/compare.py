@@ -64,8 +64,8 @@ def compare(
     from ..core.targets import logits_of
     from ..trust import compare_methods
     from ..viz import panel, save_json, save_png
-    from ..viz.files import atomic_write
-    from ..viz.scorecard import figure_png, scorecard_figure, scorecard_html, stacked
+    from ..viz.files import atomic_write, png_bytes
+    from ..viz.scorecard import scorecard_figure, scorecard_html, stacked
     from . import pipeline, regions, targets
 
     began = time.perf_counter()
@@ -143,7 +143,7 @@ def compare(
         title=f"saliscope compare — {heading}",
         subtitles=views,
         subtitle_name="map shown and scored:",
-        figures=[("maps", figure_png(maps))],
+        figures=[("maps", png_bytes(maps))],
         flags=flags,
         notes=notes,
     )

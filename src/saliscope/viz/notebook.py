@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from ..core.errors import InputError
 from ..core.views import DEFAULT_ALPHA, EVIDENCE, Evidence
 from .colormaps import get_cmap
 from .display import DisplayHint, display_hint
+from .files import png_bytes
 from .overlay import Box, overlay
 from .panel import dash_crop, shrink
 
@@ -43,13 +43,7 @@ class InlineFigure(Figure):
     """A matplotlib figure that a notebook shows as PNG when a cell returns it (no pyplot needed)."""
 
     def _repr_png_(self) -> bytes:
-        return figure_png(self)
-
-
-def figure_png(figure: Figure, dpi: float | None = None) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi or figure.dpi)
-    return buffer.getvalue()
+        return png_bytes(self)
 
 
 # ----- words --------------------------------------------------------------------------------------------
@@ -233,12 +227,12 @@ def show_explanation(
 
 def explanation_bundle(e: Explanation) -> dict[str, Any]:
     """``{"image/png": ..., "text/html": ...}`` from one drawing: what a notebook shows for ``e``."""
-    png = figure_png(show_explanation(e, limit=MAX_SHOWN))
+    png = png_bytes(show_explanation(e, limit=MAX_SHOWN))
     return {"image/png": png, "text/html": _html(e, png)}
 
 
 def explanation_png(e: Explanation) -> bytes:
-    return figure_png(show_explanation(e, limit=MAX_SHOWN))
+    return png_bytes(show_explanation(e, limit=MAX_SHOWN))
 
 
 def explanation_html(e: Explanation) -> str:

@@ -21,6 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from PIL import Image
 
+from .files import png_bytes
+
 Grade = Literal["good", "moderate", "poor", "n/a"]
 GRADE_COLOURS: dict[str, str] = {"good": "#b8e186", "moderate": "#fee08b", "poor": "#f4a582", "n/a": "#e0e0e0"}
 UNGRADED_COLOUR = "#f4f4f4"
@@ -226,12 +228,6 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def figure_png(figure: Figure, dpi: float | None = None) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi or figure.dpi)
-    return buffer.getvalue()
-
-
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#222}
 h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:2rem} img{max-width:100%}
@@ -292,7 +288,7 @@ def scorecard_html(
 
 def stacked(figures: Sequence[Figure], *, background: str = "white") -> Image.Image:
     """Render figures and stack them top to bottom, centred, into one image (the panel over the chart)."""
-    images = [Image.open(io.BytesIO(figure_png(f))).convert("RGB") for f in figures]
+    images = [Image.open(io.BytesIO(png_bytes(f))).convert("RGB") for f in figures]
     width = max(im.width for im in images)
     canvas = Image.new("RGB", (width, sum(im.height for im in images)), background)
     y = 0
