@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from saliscope.core import allocator
-from saliscope.core.chunking import Chunker
+from saliscope.core.chunking import Chunker, image_rows
 from saliscope.core.cost import CostMeter
 from saliscope.core.views import FlatMapWarning, normalize, reduce_channels
 
@@ -76,6 +76,26 @@ def test_forward_only_work_gets_the_smaller_cpu_budget(monkeypatch):
 
 def test_fixed_chunk_size_and_even_split():
     assert list(Chunker(chunk_size=4).spans(10, key=(), device=torch.device("cpu"))) == [(0, 4), (4, 8), (8, 10)]
+
+
+def test_image_rows_is_one_row_view_for_a_one_image_chunk_and_the_gathered_rows_otherwise():
+    t = torch.arange(3 * 2 * 4, dtype=torch.float32).view(3, 2, 4)
+    one = image_rows(t, torch.tensor([1, 1, 1]))
+    assert one.shape == (1, 2, 4) and one.data_ptr() == t[1].data_ptr()  # a view: nothing copied per row
+    masks = torch.rand(3, 1, 4)
+    torch.testing.assert_close(torch.lerp(one, one + 1, masks), torch.lerp(t[[1, 1, 1]], t[[1, 1, 1]] + 1, masks))
+    mixed = image_rows(t, torch.tensor([0, 0, 2]))
+    assert torch.equal(mixed, t[[0, 0, 2]])
+
+
+def test_lerp_builds_a_perturbed_row_exactly_where_the_mask_is_0_or_1():
+    g = torch.Generator().manual_seed(0)
+    x, fill = torch.randn(1, 3, 16, 16, generator=g) * 3, torch.randn(1, 3, 16, 16, generator=g)
+    mask = (torch.rand(8, 1, 16, 16, generator=g) > 0.5).float()
+    built = torch.lerp(fill, x, mask)
+    keep = mask.bool().expand_as(built)
+    assert torch.equal(built[keep], x.expand_as(built)[keep])
+    assert torch.equal(built[~keep], fill.expand_as(built)[~keep])
 
 
 def test_cost_meter_counts_and_times():

@@ -169,3 +169,16 @@ class Chunker:
         if self.memory_budget is not None:
             return self.memory_budget
         return default_budget(device, forward_only=key in self._forward_only)
+
+
+def image_rows(t: Tensor, sample: Tensor) -> Tensor:
+    """``t[sample]`` for a chunk whose row ``r`` belongs to image ``sample[r]`` (``sample`` a CPU long tensor).
+
+    When every row is the same image (the usual chunk: rows run image by image) it is that image's row as a
+    one-row view, which broadcasts against the chunk's masks without copying it once per row; otherwise the
+    gathered rows.
+    """
+    first = int(sample[0])
+    if bool((sample == first).all()):
+        return t[first : first + 1]
+    return t[sample.to(t.device)]

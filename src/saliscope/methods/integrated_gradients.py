@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from ..core.chunking import default_budget
+from ..core.chunking import default_budget, image_rows
 from ..core.cost import CostMeter
 from ..core.errors import MethodError
 from ..core.memory_layout import in_preferred_layout
@@ -159,11 +159,11 @@ class IntegratedGradients(Explainer):
         # Row r of the flattened work is path point (sample r // steps, step r % steps).
         spans = self.chunker.spans(n * steps, key=self.chunk_key(delta), device=delta.device, params=net.parameters)
         for start, stop in spans:
-            rows = torch.arange(start, stop, device=delta.device)
-            sample, step = rows // steps, rows % steps
-            points = baseline[sample] + alphas[step].view(-1, 1, 1, 1) * delta[sample]
-            grads, _ = input_gradients(net, points, target.take(sample.cpu()), meter, fast)
-            total.index_add_(0, sample, grads * weights[step].view(-1, 1, 1, 1))
+            rows = torch.arange(start, stop)
+            sample, step = rows // steps, (rows % steps).to(delta.device)
+            points = image_rows(baseline, sample) + alphas[step].view(-1, 1, 1, 1) * image_rows(delta, sample)
+            grads, _ = input_gradients(net, points, target.take(sample), meter, fast)
+            total.index_add_(0, sample.to(delta.device), grads * weights[step].view(-1, 1, 1, 1))
         return total
 
     # -- adaptive quadrature -----------------------------------------------------------------------------
@@ -253,8 +253,7 @@ class IntegratedGradients(Explainer):
     def _points(self, baseline: Tensor, delta: Tensor, rows: list[tuple[int, int]]) -> tuple[Tensor, Tensor]:
         sample = torch.tensor([i for i, _ in rows])
         a = torch.tensor([alpha(p) for _, p in rows], dtype=torch.float64).to(device=delta.device, dtype=delta.dtype)
-        on_device = sample.to(delta.device)
-        return baseline[on_device] + a.view(-1, 1, 1, 1) * delta[on_device], sample
+        return image_rows(baseline, sample) + a.view(-1, 1, 1, 1) * image_rows(delta, sample), sample
 
     def _scores(
         self,

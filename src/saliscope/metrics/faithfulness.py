@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..core.chunking import image_rows
 from ..core.cost import Cost
 from ..core.errors import InputError, NonFiniteError
 from ..core.targets import (
@@ -276,12 +277,10 @@ def _curve(
     def make_rows(start: int, stop: int) -> tuple[Tensor, Tensor]:
         rows = torch.arange(start, stop)
         sample = rows // per_image
-        on_device = sample.to(x.device)
-        hidden = rank[on_device] < thresholds[(rows % per_image).to(x.device)][:, None]
+        hidden = image_rows(rank, sample) < thresholds[(rows % per_image).to(x.device)][:, None]
         hidden = hidden.view(-1, 1, h, w)
-        if insert:
-            return torch.where(hidden, x[on_device], fill[on_device]), sample
-        return torch.where(hidden, fill[on_device], x[on_device]), sample
+        image, filled = image_rows(x, sample), image_rows(fill, sample)
+        return torch.where(hidden, image, filled) if insert else torch.where(hidden, filled, image), sample
 
     with how.scoring(model, x, tobj) as scorer:
         scores = scorer.scores(make_rows, b * per_image).cpu().view(b, per_image)

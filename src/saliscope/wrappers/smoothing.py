@@ -9,6 +9,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from ..core.chunking import image_rows
 from ..core.cost import CostMeter
 from ..core.errors import MethodError
 from ..core.targets import BoundTarget
@@ -142,7 +143,8 @@ class SmoothGrad(Explainer):
             rows = range(done, min(n * m, done + per_chunk))
             sample_cpu = torch.tensor([r // m for r in rows])
             sample = sample_cpu.to(x.device, non_blocking=True)
-            noisy = x[sample] + stds[sample].view(-1, 1, 1, 1) * noise([r % m for r in rows])
+            spread = image_rows(stds, sample_cpu).view(-1, 1, 1, 1)
+            noisy = image_rows(x, sample_cpu) + spread * noise([r % m for r in rows])
             maps = self.inner._attribute(inner_net, noisy, target.take(sample_cpu), meter).attributions.double()
             if total is None:
                 total = torch.zeros((n, *maps.shape[1:]), dtype=torch.float64, device=x.device)

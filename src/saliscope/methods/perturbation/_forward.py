@@ -1,9 +1,10 @@
 """Score a stream of masked inputs, chunked: the one forward-only loop every perturbation method runs.
 
 Row ``r`` of the work is perturbation ``r % n`` of image ``r // n``. Each chunk's perturbed inputs are
-built just before its forward pass (never all ``B * n`` at once), as ``x * keep + fill * (1 - keep)``,
-which is exactly ``x`` where ``keep`` is 1. The chunk size comes from the explainer's :class:`Chunker`
-under a forward-only key, probed on the first row by the bytes its torch calls create.
+built just before its forward pass (never all ``B * n`` at once), as ``x * keep + fill * (1 - keep)``
+(``torch.lerp(fill, x, keep)``: exactly ``x`` where ``keep`` is 1 and exactly ``fill`` where it is 0), from
+one row of the image when the whole chunk is one image. The chunk size comes from the explainer's
+:class:`Chunker` under a forward-only key, probed on the first row by the bytes its torch calls create.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ...core.chunking import image_rows
 from ...core.cost import CostMeter
 from ...core.inference_copy import net_for_run
 from ...core.memory_layout import in_preferred_layout
@@ -68,7 +70,8 @@ def scored_chunks(
                 sample_cpu = rows // n
                 sample, index = sample_cpu.to(x.device), (rows % n).to(x.device)
                 mask = keep(sample, index).to(x.dtype)
-                inputs = x[sample] * mask + fill[sample] * (1 - mask)
+                # fill + mask·(x − fill), computed as exactly x where the mask is 1 and exactly fill where it is 0
+                inputs = torch.lerp(image_rows(fill, sample_cpu), image_rows(x, sample_cpu), mask)
                 output = in_preferred_layout(net, inputs, fast)
                 meter.forward(stop - start)
                 scores = torch.stack([t.take(sample_cpu)(output) for t in targets])
