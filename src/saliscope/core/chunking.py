@@ -24,7 +24,8 @@ _ENV_BUDGET = "SALISCOPE_MEMORY_BUDGET_MB"
 _CPU_BUDGET_BYTES = 384 * 2**20
 # Forward-only work is probed by every tensor its row creates (an upper bound: most are freed at once), and ran
 # fastest at a smaller budget: on the default model a 4 × 51-row deletion check took 1.77 s at 192 MiB (6 rows
-# per chunk) and 2.19 s at 384 MiB (11 rows), 400 RISE masks 3.11 s at 256 MiB and 3.64 s at 384 MiB.
+# per chunk) and 2.19 s at 384 MiB (11 rows), 400 RISE masks 3.11 s at 256 MiB and 3.64 s at 384 MiB. With freed
+# memory kept (core/allocator.py), 224, 512 and 1,024 MiB ran deletion checks, RISE and occlusion equally fast.
 _CPU_FORWARD_BUDGET_BYTES = 224 * 2**20
 _GPU_FREE_SHARE = 0.4
 
