@@ -85,9 +85,6 @@ def gaussian_blur(x: Tensor, kernel: int, sigma: float) -> Tensor:
     out = F.conv2d(out, taps.view(1, 1, 1, kernel).expand(c, 1, 1, kernel), groups=c)
     return F.conv2d(out, taps.view(1, 1, kernel, 1).expand(c, 1, kernel, 1), groups=c)
 
-    def describe(self) -> str:
-        return f"blur(sigma={self.sigma})"
-
 
 @dataclass(frozen=True)
 class UniformNoise(Baseline):
