@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -290,19 +289,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         from torchvision.transforms.functional import gaussian_blur
 
         from saliscope.methods import Blur
+        from saliscope.viz.files import PNG_COMPRESS_LEVEL, png_bytes
 
         rows = x.expand(4, -1, -1, -1).contiguous()
         blur = Blur(sigma=10.0)
+        k = blur.kernel_size(min(rows.shape[-2:]))
         fns = {
-            "blur fill, 4 rows: square window (torchvision)": lambda: gaussian_blur(rows, [61, 61], [10.0, 10.0]),
+            "blur fill, 4 rows: square window (torchvision)": lambda: gaussian_blur(rows, [k, k], [blur.sigma] * 2),
             "blur fill, 4 rows: two 1-D passes (saliscope)": lambda: blur(rows, model),
         }
-        square = gaussian_blur(rows, [61, 61], [10.0, 10.0])
+        square = fns["blur fill, 4 rows: square window (torchvision)"]()
         out["blur_max_abs_diff"] = float((square - blur(rows, model)).abs().max())
         pictures = _demo_pictures(model, x, c)
-        for level in (6, _png_level()):
-            fns[f"PNG, zlib level {level}"] = (lambda level: lambda: [_png(p, level) for p in pictures])(level)
-        out["png_bytes"] = {level: sum(len(_png(p, level)) for p in pictures) for level in (6, _png_level())}
+        levels = (6, PNG_COMPRESS_LEVEL)  # Pillow's default, saliscope's
+        for level in levels:
+            fns[f"PNG, zlib level {level}"] = (lambda n: lambda: [png_bytes(p, level=n) for p in pictures])(level)
+        out["png_bytes"] = {n: sum(len(png_bytes(p, level=n)) for p in pictures) for n in levels}
         print("8. blur fill and PNG encoding", flush=True)
         out["writing"] = interleaved(fns, device, args.repeats, args.warmup, progress)
 
@@ -313,12 +315,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     md_path, js_path = write_results(f"tricks-{device.type}", md, {"environment": env, **out})
     print(f"written: {md_path}  {js_path}")
     return out
-
-
-def _png_level() -> int:
-    from saliscope.viz.files import PNG_COMPRESS_LEVEL
-
-    return PNG_COMPRESS_LEVEL
 
 
 def _demo_pictures(model: torch.nn.Module, x: torch.Tensor, c: int) -> list[Any]:
@@ -342,12 +338,6 @@ def _demo_pictures(model: torch.nn.Module, x: torch.Tensor, c: int) -> list[Any]
     canvas = FigureCanvasAgg(panel(image, columns, crop_box=box, title="chelsea"))
     canvas.draw()  # drawn once: the race below is the encoding alone
     return [picture, Image.fromarray(np.asarray(canvas.buffer_rgba()))]
-
-
-def _png(picture: Any, level: int) -> bytes:
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG", compress_level=level)
-    return buffer.getvalue()
 
 
 def _no_grad(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

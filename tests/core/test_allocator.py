@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -12,9 +11,7 @@ import pytest
 
 from saliscope.core import allocator
 
-glibc = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only"
-)
+glibc = pytest.mark.skipif(not allocator.on_glibc(), reason="glibc's mallopt only")
 
 
 _LOOP = """

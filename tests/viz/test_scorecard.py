@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
+from PIL import Image
 
 from saliscope.viz.files import png_bytes
 from saliscope.viz.scorecard import (
@@ -97,7 +99,8 @@ def test_title_is_centred_on_the_figure_and_the_width_is_the_one_asked_for() -> 
     assert figure.get_size_inches()[0] == pytest.approx(9.0)
     title = next(t for t in figure.axes[0].texts if t.get_text() == "measured")
     assert title.get_position()[0] == pytest.approx(4.5) and title.get_horizontalalignment() == "center"
-    assert png_bytes(figure)[:4] == b"\x89PNG"
+    with Image.open(io.BytesIO(png_bytes(figure))) as png:  # drawn at the figure's own dpi, 9 inches wide
+        assert png.format == "PNG" and png.width == round(9.0 * figure.dpi)
 
 
 def test_long_row_names_and_rules_stay_in_the_label_column() -> None:

@@ -38,7 +38,7 @@ def keep_freed_memory() -> bool:
         return True
     if os.environ.get(ENV, "").strip().lower() == "system":
         return False
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    if not on_glibc():
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
@@ -50,3 +50,8 @@ def keep_freed_memory() -> bool:
     # the kernel (setting either switches off glibc's own adjustment, leaving the trim threshold at 128 KiB).
     _applied = bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES)) and bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES))
     return _applied
+
+
+def on_glibc() -> bool:
+    """Whether this process runs on Linux with glibc, whose ``mallopt`` :func:`keep_freed_memory` sets."""
+    return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"

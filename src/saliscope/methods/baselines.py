@@ -64,9 +64,11 @@ class Blur(Baseline):
     def __call__(self, x: Tensor, model: nn.Module) -> Tensor:
         if self.sigma <= 0:
             raise MethodError(f"blur sigma must be > 0, got {self.sigma}", "use e.g. Blur(sigma=10)")
-        side = min(x.shape[-2:])
-        kernel = min(2 * math.ceil(3 * self.sigma) + 1, side - 1 if side % 2 == 0 else side)
-        return gaussian_blur(x, kernel, self.sigma)
+        return gaussian_blur(x, self.kernel_size(min(x.shape[-2:])), self.sigma)
+
+    def kernel_size(self, side: int) -> int:
+        """The window's odd width on an image whose shorter side is ``side``: ±3 sigma, capped to the image."""
+        return min(2 * math.ceil(3 * self.sigma) + 1, side - 1 if side % 2 == 0 else side)
 
     def describe(self) -> str:
         return f"blur(sigma={self.sigma})"

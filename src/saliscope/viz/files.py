@@ -52,15 +52,17 @@ def atomic_write(path: PathLike) -> Iterator[IO[bytes]]:
 PNG_COMPRESS_LEVEL = 3
 
 
-def png_bytes(figure_or_image: Figure | Image.Image, *, dpi: float | None = None) -> bytes:
-    """A matplotlib Figure (at ``dpi``, default its own) or a PIL image encoded as PNG."""
+def png_bytes(
+    figure_or_image: Figure | Image.Image, *, dpi: float | None = None, level: int = PNG_COMPRESS_LEVEL
+) -> bytes:
+    """A matplotlib Figure (at ``dpi``, default its own) or a PIL image encoded as PNG at zlib ``level``."""
     buffer = io.BytesIO()
     if isinstance(figure_or_image, Figure):
         figure_or_image.savefig(
-            buffer, format="png", dpi=dpi or figure_or_image.dpi, pil_kwargs={"compress_level": PNG_COMPRESS_LEVEL}
+            buffer, format="png", dpi=dpi or figure_or_image.dpi, pil_kwargs={"compress_level": level}
         )
     elif isinstance(figure_or_image, Image.Image):
-        figure_or_image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        figure_or_image.save(buffer, format="PNG", compress_level=level)
     else:
         raise TypeError(f"a PNG is made of a matplotlib Figure or a PIL image, got {type(figure_or_image).__name__}")
     return buffer.getvalue()
